@@ -4,7 +4,9 @@ SHELL := /bin/bash
 
 PREFIX ?= /usr/local
 CC ?= cc
-PKGS := lua5.4 libcurl yaml-0.1 openssl zlib libedit
+PKGS := lua5.4 yaml-0.1 openssl zlib libedit
+# libcurl: headers only; runtime/curl.c loads the library on first use
+CURL_CFLAGS = $(shell pkg-config --cflags libcurl)
 
 # SAN=1 builds with AddressSanitizer + UndefinedBehaviorSanitizer into build/asan.
 ifeq ($(SAN),1)
@@ -16,11 +18,14 @@ OPT := -O2
 endif
 
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS = $(shell pkg-config --libs $(PKGS))
+# Linked statically (Debian's .a files): start-up time is dominated by the
+# dynamic loader relocating libcrypto & co, and `tlr -e ''` must stay close
+# to plain lua5.4.  Only libc, libm and the dlopened libcurl stay shared.
+STATIC_LIBS = -llua5.4 -lyaml -lssl -lcrypto -ledit -ltinfo -lbsd -lmd -lz
 CFLAGS_ALL = -std=c99 -D_DEFAULT_SOURCE -D_GNU_SOURCE -g $(OPT) -Wall -Wextra -Werror \
-             -Iruntime $(PKG_CFLAGS) $(CFLAGS)
-LDFLAGS_ALL = -Wl,-E $(OPT) $(LDFLAGS)
-LIBS = $(PKG_LIBS) -lpthread -lm -ldl
+             -Iruntime $(PKG_CFLAGS) $(CURL_CFLAGS) $(CFLAGS)
+LDFLAGS_ALL = -Wl,--dynamic-list=runtime/exports.list $(OPT) $(LDFLAGS)
+LIBS = -Wl,-Bstatic $(STATIC_LIBS) -Wl,-Bdynamic -lpthread -lm -ldl
 
 RUNTIME_SRC := $(filter-out runtime/embed.c,$(wildcard runtime/*.c))
 MODULE_SRC := $(wildcard modules/*.c)
@@ -39,7 +44,7 @@ DEB_PKGS := build-essential pkg-config liblua5.4-dev lua5.4 lua-cjson libyaml-de
 
 build: $(BUILD)/tlr
 
-$(BUILD)/tlr: $(OBJ)
+$(BUILD)/tlr: $(OBJ) runtime/exports.list
 	@echo "  LD    $@"
 	@$(CC) $(LDFLAGS_ALL) -o $@ $(OBJ) $(LIBS)
 
@@ -55,7 +60,7 @@ $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
 
 $(BUILD)/embed: runtime/embed.c
 	@mkdir -p $(dir $@)
-	@$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
+	@$(CC) -O2 -Wall -Wextra -Werror $(PKG_CFLAGS) -o $@ $< -Wl,-Bstatic -llua5.4 -Wl,-Bdynamic -lm -ldl
 
 $(BUILD)/gen/embedded.c: $(BUILD)/embed $(EMBED) Makefile
 	@mkdir -p $(dir $@)

@@ -11,15 +11,16 @@
 ** cannot slip past the pin.
 */
 #include <ctype.h>
+#include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
 #include "tlr.h"
+#include "tlr_curl.h"
 
 #define REQUEST_MT "tlr.http.Request"
 #define DEFAULT_MAX_SIZE (256L * 1024 * 1024)
@@ -51,7 +52,45 @@ typedef struct request {
   curl_off_t received;
 } request;
 
-static int pin_ctx_index = -1;
+/*
+** libcurl runs on the shared libssl.so.3/libcrypto.so.3 while tlr's own
+** OpenSSL is linked statically (start-up time).  The pin check handles
+** curl's SSL objects, so it must call the shared copy: these pointers are
+** resolved from the libraries libcurl loaded.
+*/
+static struct {
+  void (*ctx_set_verify)(SSL_CTX *, int, SSL_verify_cb);
+  void (*ctx_set_cert_verify_callback)(SSL_CTX *, int (*)(X509_STORE_CTX *, void *), void *);
+  X509 *(*store_get0_cert)(const X509_STORE_CTX *);
+  void (*store_set_error)(X509_STORE_CTX *, int);
+  int (*digest)(const X509 *, const EVP_MD *, unsigned char *, unsigned int *);
+  const EVP_MD *(*sha256)(void);
+  X509 *(*get1_peer_certificate)(const SSL *);
+  void (*x509_free)(X509 *);
+} curl_ssl;
+
+static const char *curl_ssl_load(void) {
+  static int state = 0;
+  if (state) return state > 0 ? NULL : "cannot find libcurl's OpenSSL for certificate pinning";
+  state = -1;
+  void *ssl = dlopen("libssl.so.3", RTLD_NOW | RTLD_NOLOAD);
+  void *crypto = dlopen("libcrypto.so.3", RTLD_NOW | RTLD_NOLOAD);
+  if (!ssl || !crypto) return curl_ssl_load();
+  *(void **)&curl_ssl.ctx_set_verify = dlsym(ssl, "SSL_CTX_set_verify");
+  *(void **)&curl_ssl.ctx_set_cert_verify_callback = dlsym(ssl, "SSL_CTX_set_cert_verify_callback");
+  *(void **)&curl_ssl.get1_peer_certificate = dlsym(ssl, "SSL_get1_peer_certificate");
+  *(void **)&curl_ssl.store_get0_cert = dlsym(crypto, "X509_STORE_CTX_get0_cert");
+  *(void **)&curl_ssl.store_set_error = dlsym(crypto, "X509_STORE_CTX_set_error");
+  *(void **)&curl_ssl.digest = dlsym(crypto, "X509_digest");
+  *(void **)&curl_ssl.sha256 = dlsym(crypto, "EVP_sha256");
+  *(void **)&curl_ssl.x509_free = dlsym(crypto, "X509_free");
+  if (!curl_ssl.ctx_set_verify || !curl_ssl.ctx_set_cert_verify_callback ||
+      !curl_ssl.get1_peer_certificate || !curl_ssl.store_get0_cert || !curl_ssl.store_set_error ||
+      !curl_ssl.digest || !curl_ssl.sha256 || !curl_ssl.x509_free)
+    return curl_ssl_load();
+  state = 1;
+  return NULL;
+}
 
 /* ========== buffers ========== */
 
@@ -121,30 +160,24 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud) {
 static int pin_matches(const unsigned char *pin, X509 *cert) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int mdlen = 0;
-  if (!cert || !X509_digest(cert, EVP_sha256(), md, &mdlen) || mdlen != 32) return 0;
+  if (!cert || !curl_ssl.digest(cert, curl_ssl.sha256(), md, &mdlen) || mdlen != 32) return 0;
   return CRYPTO_memcmp(md, pin, 32) == 0;
 }
 
-/* OpenSSL verify callback during the handshake: only the leaf's pin counts. */
-static int on_verify(int preverify_ok, X509_STORE_CTX *store) {
-  (void)preverify_ok;
-  if (X509_STORE_CTX_get_error_depth(store) != 0) return 1;
-  SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
-  request *r = ssl ? SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), pin_ctx_index) : NULL;
-  if (!r) return 0;
-  if (pin_matches(r->pin, X509_STORE_CTX_get_current_cert(store))) {
-    X509_STORE_CTX_set_error(store, X509_V_OK);
-    return 1;
-  }
+/* Replaces chain verification in the handshake: only the leaf's pin counts. */
+static int on_verify(X509_STORE_CTX *store, void *ud) {
+  request *r = ud;
+  if (pin_matches(r->pin, curl_ssl.store_get0_cert(store))) return 1;
   r->pin_mismatch = 1;
-  X509_STORE_CTX_set_error(store, X509_V_ERR_CERT_REJECTED);
+  curl_ssl.store_set_error(store, X509_V_ERR_CERT_REJECTED);
   return 0;
 }
 
 static CURLcode on_ssl_ctx(CURL *easy, void *ssl_ctx, void *ud) {
   (void)easy;
-  SSL_CTX_set_ex_data(ssl_ctx, pin_ctx_index, ud);
-  SSL_CTX_set_verify(ssl_ctx, SSL_VERIFY_PEER, on_verify);
+  /* curl set VERIFY_NONE (verifypeer off); PEER makes a rejection fatal */
+  curl_ssl.ctx_set_verify(ssl_ctx, SSL_VERIFY_PEER, NULL);
+  curl_ssl.ctx_set_cert_verify_callback(ssl_ctx, on_verify, ud);
   return CURLE_OK;
 }
 
@@ -159,9 +192,9 @@ static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip, int c
     r->pin_mismatch = 1;
     return CURL_PREREQFUNC_ABORT;
   }
-  X509 *cert = SSL_get1_peer_certificate(info->internals);
+  X509 *cert = curl_ssl.get1_peer_certificate(info->internals);
   int ok = pin_matches(r->pin, cert);
-  X509_free(cert);
+  curl_ssl.x509_free(cert);
   if (!ok) {
     r->pin_mismatch = 1;
     return CURL_PREREQFUNC_ABORT;
@@ -422,6 +455,8 @@ static int http_start(lua_State *L) {
   }
   /* every check is done: from here on only runtime failures, no raising */
   tlr_loop *loop = tlr_loop_get(L);
+  const char *no_pinning = fingerprint ? curl_ssl_load() : NULL;
+  if (no_pinning) return tlr_fail(L, "ETLS", "%s", no_pinning);
   request *r = lua_newuserdatauv(L, sizeof *r, 0);  /* [.., resolve, r] */
   memset(r, 0, sizeof *r);
   luaL_setmetatable(L, REQUEST_MT);
@@ -527,7 +562,6 @@ static const luaL_Reg http_funcs[] = {
 };
 
 int luaopen_tlr_http_core(lua_State *L) {
-  if (pin_ctx_index < 0) pin_ctx_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
   tlr_newclass(L, REQUEST_MT, request_methods, request_meta);
   luaL_newlib(L, http_funcs);
   return 1;

@@ -17,9 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 
 #include "tlr.h"
+#include "tlr_curl.h"
 
 #define LOOP_KEY "tlr.loop"
 #define JOB_MT "tlr.loop.Job"
@@ -316,6 +316,8 @@ tlr_loop *tlr_loop_get(lua_State *L) {
   lua_pop(L, 1);
   static int curl_ready = 0;
   if (!curl_ready) {  /* here, not at start-up: `tlr -e ''` never pays for it */
+    const char *why = tlr_curl_load();
+    if (why) luaL_error(L, "%s", why);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) luaL_error(L, "curl_global_init failed");
     curl_ready = 1;
   }

@@ -9,7 +9,6 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <openssl/crypto.h>
 #include <openssl/opensslv.h>
 #include <yaml.h>
@@ -17,6 +16,7 @@
 
 #include "state.h"
 #include "tlr.h"
+#include "tlr_curl.h"
 
 /* build/gen/embedded.c */
 typedef struct embedded_file {
@@ -69,7 +69,7 @@ static int searcher(lua_State *L) {
     const embedded_file *f = embedded_find(path);
     if (f) {
       const char *chunk = lua_pushfstring(L, "@%s", path);
-      if (luaL_loadbufferx(L, (const char *)f->data, f->len, chunk, "t") != LUA_OK)
+      if (luaL_loadbufferx(L, (const char *)f->data, f->len, chunk, "b") != LUA_OK)
         return luaL_error(L, "error loading embedded module '%s':\n\t%s", name, lua_tostring(L, -1));
       lua_pushstring(L, path);
       return 2;
@@ -93,15 +93,16 @@ static int host_error_codes(lua_State *L) {
 }
 
 static int host_versions(lua_State *L) {
-  curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
+  const char *why = tlr_curl_load();
+  curl_version_info_data *cv = why ? NULL : curl_version_info(CURLVERSION_NOW);
   lua_newtable(L);
   lua_pushstring(L, TLR_VERSION);
   lua_setfield(L, -2, "tlr");
   lua_pushstring(L, LUA_RELEASE);
   lua_setfield(L, -2, "lua");
-  lua_pushstring(L, cv->version);
+  lua_pushstring(L, cv ? cv->version : why);
   lua_setfield(L, -2, "curl");
-  lua_pushstring(L, cv->nghttp2_version ? cv->nghttp2_version : "none");
+  lua_pushstring(L, cv && cv->nghttp2_version ? cv->nghttp2_version : "none");
   lua_setfield(L, -2, "nghttp2");
   lua_pushstring(L, OpenSSL_version(OPENSSL_VERSION));
   lua_setfield(L, -2, "openssl");
@@ -126,7 +127,7 @@ static int host_term_width(lua_State *L) {
   return 1;
 }
 
-/* embedded(path) -> contents or nil: files built into the binary (lua/, recipes/) */
+/* embedded(path) -> bytecode or nil: files built into the binary (lua/, recipes/) */
 static int host_embedded(lua_State *L) {
   const embedded_file *f = embedded_find(luaL_checkstring(L, 1));
   if (!f) return 0;

@@ -99,8 +99,8 @@ local function load_script(path, mode)
     local f = io.open(path, "r")
     if not f then
       -- recipes/ ship inside the binary too
-      local source = require("tlr.host.core").embedded(path)
-      if source then return load(source, "@" .. path, "t") end
+      local source = require("tlr.host.core").embedded(path) -- bytecode
+      if source then return load(source, "@" .. path, "b") end
       return nil, string.format("cannot open '%s' (no such file)", path)
     end
     f:close()

@@ -138,7 +138,7 @@ end
 local function step(may_sleep, finished)
   run_ready()
   fire_timers()
-  if finished and finished() then may_sleep = false end
+  if finished and finished() then return end -- nothing to wait for: skip the loop
   local timeout
   if ready_head <= ready_tail or not may_sleep then
     timeout = 0
