@@ -492,6 +492,10 @@ static int http_start(lua_State *L) {
                      strcmp(http2, "prior") == 0 ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
                                                  : (long)CURL_HTTP_VERSION_2TLS);
     curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);  /* share one h2 connection */
+    /* libcurl would reuse a cached HTTP/1.1 connection to the same host for
+       an h2 request; a TLS setting it compares (and that changes nothing,
+       DEFAULT is OpenSSL's default list) keeps the two pools apart */
+    if (strcmp(http2, "tls") == 0) curl_easy_setopt(e, CURLOPT_SSL_CIPHER_LIST, "DEFAULT");
   } else {
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
   }
