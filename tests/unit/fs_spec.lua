@@ -58,8 +58,14 @@ describe("tlr.fs", function()
       assert.are.equal("EIO", code)
       assert.matches("Is a directory", msg)
       assert.are.equal("ENOENT", select(3, fs.write(dir .. "/no/such/dir/f", "x")))
-      if not is_root then -- root reads everything; the mapping is still checked above
-        sh("chmod 000 " .. dir .. "/file")
+      sh("chmod 000 " .. dir .. "/file")
+      if is_root then -- root reads everything: ask a child running as nobody
+        sh("chmod 755 " .. dir)
+        local out = sh("setpriv --reuid=nobody --regid=nogroup --clear-groups " .. self_exe()
+          .. " -e 'print(select(3, require(\"tlr.fs\").read(\"" .. dir .. "/file\")))'")
+        assert.are.equal("EPERM\n", out)
+        sh("chmod 700 " .. dir)
+      else
         assert.are.equal("EPERM", select(3, fs.read(dir .. "/file")))
       end
     end)
