@@ -444,6 +444,13 @@ static int loop_catch_sigint(lua_State *L) {
   return 0;
 }
 
+/* interrupted() -> true once per SIGINT caught since the last poll or call */
+static int loop_interrupted(lua_State *L) {
+  lua_pushboolean(L, sigint_seen);
+  sigint_seen = 0;
+  return 1;
+}
+
 /* pending() -> number of transfers, watches and jobs the loop still has */
 static int loop_pending(lua_State *L) {
   tlr_loop *loop = tlr_loop_get(L);
@@ -467,6 +474,7 @@ static const luaL_Reg job_meta[] = {
 
 static const luaL_Reg loop_funcs[] = {
   {"catch_sigint", loop_catch_sigint},
+  {"interrupted", loop_interrupted},
   {"newid", loop_newid},
   {"notify", loop_notify},
   {"now", loop_now},

@@ -43,6 +43,7 @@ static char **complete(const char *text, int start, int end) {
           const char *s = lua_tostring(L, -1);
           matches[i] = strdup(s ? s : "");
           lua_pop(L, 1);
+          if (!matches[i]) break;  /* out of memory: offer what we have */
           if (i == 1) common = strlen(matches[1]);
           else {
             size_t k = 0;
@@ -50,8 +51,13 @@ static char **complete(const char *text, int start, int end) {
             common = k;
           }
         }
-        matches[0] = strndup(matches[1], common);
-        if (n == 1) {  /* one candidate: libedit wants just matches[0] */
+        matches[0] = matches[1] ? strndup(matches[1], common) : NULL;
+        if (!matches[0]) {
+          for (lua_Integer i = 1; i <= n && matches[i]; i++) free(matches[i]);
+          free(matches);
+          matches = NULL;
+        }
+        if (matches && n == 1) {  /* one candidate: libedit wants just matches[0] */
           free(matches[0]);
           matches[0] = matches[1];
           matches[1] = NULL;
@@ -107,8 +113,9 @@ static int repl_add_history(lua_State *L) {
   return 0;
 }
 
-/* load_history(path): missing file is fine (first run) */
+/* load_history(path): missing file is fine (first run); keeps the last 1000 lines */
 static int repl_load_history(lua_State *L) {
+  stifle_history(1000);
   read_history(luaL_checkstring(L, 1));
   return 0;
 }
@@ -127,6 +134,7 @@ static int repl_set_completer(lua_State *L) {
   lua_pushvalue(L, 1);
   completer_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   rl_attempted_completion_function = complete;
+  rl_completion_append_character = '\0';  /* `tlr.http` then `.request`: no space */
   /* paths like /nodes/{node}/qemu and fields like pve:get are one word */
   rl_basic_word_break_characters = " \t\n\"'(),=[]+*<>~;";
   return 0;

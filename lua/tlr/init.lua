@@ -17,10 +17,11 @@ local tlr = {
 
 local lazy = {
   archive = true, crypto = true, errors = true, fs = true, http = true, json = true,
-  log = true, opts = true, pretty = true, sched = true, yaml = true,
+  log = true, opts = true, pretty = true, proxmox = true, repl = true, sched = true, yaml = true,
 }
 
 return setmetatable(tlr, {
+  modules = lazy, -- the REPL completes these names
   __index = function(t, key)
     if lazy[key] then
       local mod = require("tlr." .. key)

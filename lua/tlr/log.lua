@@ -14,7 +14,8 @@ local LEVELS = { debug = 10, info = 20, warn = 30, error = 40 }
 local config = {
   level = LEVELS.info,
   json = false,
-  tty = host.isatty(2),
+  tty = host.isatty(2), -- in effect: want_tty and not json
+  want_tty = host.isatty(2),
   out = io.stderr,
 }
 local secrets = {} -- list of strings to mask, longest first
@@ -38,30 +39,66 @@ function M.secret(value)
 end
 
 --- Returns s with every registered secret replaced by "<redacted>".
+--- Overlapping or adjacent occurrences of secrets become one mask, so no
+--- part of any secret is left visible.
 ---@param s any
 ---@return string
 function M.mask(s)
   s = tostring(s)
+  if #secrets == 0 then return s end
+  local spans = {} -- {first, last} byte ranges of every occurrence in s
   for _, secret in ipairs(secrets) do
     local from = 1
     while true do
       local i, j = s:find(secret, from, true)
       if not i then break end
-      s = s:sub(1, i - 1) .. MASK .. s:sub(j + 1)
-      from = i + #MASK
+      spans[#spans + 1] = { i, j }
+      from = i + 1
     end
   end
-  return s
+  if #spans == 0 then return s end
+  table.sort(spans, function(a, b) return a[1] < b[1] end)
+  local out, pos = {}, 1
+  local first, last = spans[1][1], spans[1][2]
+  for k = 2, #spans + 1 do
+    local span = spans[k]
+    if span and span[1] <= last + 1 then
+      if span[2] > last then last = span[2] end
+    else
+      out[#out + 1] = s:sub(pos, first - 1)
+      out[#out + 1] = MASK
+      pos = last + 1
+      if span then first, last = span[1], span[2] end
+    end
+  end
+  out[#out + 1] = s:sub(pos)
+  return table.concat(out)
 end
 
 -- ========== output ==========
 
 local json_encode -- loaded on first JSON event, keeps start-up light
 
+-- A copy of v with secrets masked in every string (keys included): the
+-- encoder escapes characters, so masking the encoded text alone could miss one.
+local function masked_copy(v, depth)
+  if type(v) == "string" then return M.mask(v) end
+  if type(v) ~= "table" or depth > 16 then return v end
+  local copy = {}
+  for k, x in pairs(v) do copy[masked_copy(k, depth + 1)] = masked_copy(x, depth + 1) end
+  local mt = getmetatable(v) -- keeps array marks such as tlr.json's
+  return type(mt) == "table" and setmetatable(copy, mt) or copy
+end
+
 local function emit_json(event)
   json_encode = json_encode or require("tlr.json").encode
-  event.ts = event.ts or os.time()
-  config.out:write(M.mask(json_encode(event)), "\n")
+  local copy = masked_copy(event, 0)
+  copy.ts = copy.ts or os.time()
+  local text, err = json_encode(copy)
+  if not text then
+    text = json_encode { level = "error", msg = "log: unencodable event: " .. tostring(err) }
+  end
+  config.out:write(M.mask(text), "\n")
 end
 
 local view = { tasks = {}, order = {}, drawn = 0, timer = nil }
@@ -186,10 +223,12 @@ function M.configure(opts)
   if opts.level then
     config.level = LEVELS[opts.level] or error("log.configure: unknown level '" .. opts.level .. "'", 2)
   end
-  for _, k in ipairs { "json", "tty", "progress", "out" } do
+  for _, k in ipairs { "json", "progress", "out" } do
     if opts[k] ~= nil then config[k] = opts[k] end
   end
-  if config.json then config.tty = false end
+  if opts.tty ~= nil then config.want_tty = opts.tty end
+  config.tty = config.want_tty and not config.json -- JSON lines never draw the live view
+  if not config.tty then view.order, view.drawn = {}, 0 end
   sched.hooks.task = config.progress and on_task or nil
 end
 
