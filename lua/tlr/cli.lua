@@ -119,6 +119,8 @@ local function script_command(opts, mode, path, rest)
   local tlr = require "tlr"
   tlr.mode = mode or "run"
   tlr.script = path
+  -- recipes show their named tasks live (or as JSON events with --json)
+  if mode then require("tlr.log").configure { progress = true } end
   local script_arg = { [0] = path }
   for i, a in ipairs(rest) do script_arg[i] = a end
   _G.arg = script_arg

@@ -117,4 +117,34 @@ describe("tlr CLI", function()
     assert.is_nil(out:find("abcd-1234", 1, true))
     assert.matches("<redacted>", out)
   end)
+
+  it("shows running named tasks live on a terminal, one line each", function()
+    local script = dir .. "/progress.lua"
+    H.write(script, [[
+local ts = {}
+for i = 1, 3 do
+  ts[i] = tlr.spawn("vm cp-" .. i, function()
+    tlr.current():set_state("creating")
+    tlr.sleep(i == 1 and 0.2 or 3)
+  end)
+end
+tlr.all(ts)
+]])
+    local sock = "tlr-progress-" .. os.time() .. "-" .. math.random(1e6)
+    local tmux = "tmux -L " .. sock .. " "
+    assert(os.execute(tmux .. "new-session -d -x 100 -y 20 '" .. bin .. " run " .. script .. "; sleep 10'"))
+    local sched = require "tlr.sched"
+    local screen, deadline = "", sched.now() + 8
+    while sched.now() < deadline do
+      screen = H.capture(tmux .. "capture-pane -p")
+      if screen:find("vm cp-1: done", 1, true) then break end
+      sched.sleep(0.05)
+    end
+    os.execute(tmux .. "kill-server 2>/dev/null")
+    os.remove("/tmp/tmux-0/" .. sock)
+    assert.matches("vm cp%-1: done in 0%.%ds", screen)
+    assert.matches("… vm cp%-2%s+creating%s+%d+%.%ds", screen)
+    assert.matches("… vm cp%-3%s+creating%s+%d+%.%ds", screen)
+    assert.is_nil(screen:find("cp-1%s+creating"))
+  end)
 end)
