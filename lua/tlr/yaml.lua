@@ -14,6 +14,7 @@
 local core = require "tlr.yaml.core"
 local enc = require "tlr.yaml_encode.core"
 local opts = require "tlr.opts"
+local json = require "tlr.json"
 
 local M = {}
 
@@ -132,27 +133,12 @@ function M.encode_all(list, o)
   return encode_all(list, o)
 end
 
---- Marks `t` (or a new empty table) as a sequence and returns it.
----@param t? table
----@return table
-function M.array(t)
-  if t == nil then t = {} end
-  if type(t) ~= "table" then
-    error("bad argument #1 to 'yaml.array' (table expected, got " .. type(t) .. ")", 2)
-  end
-  local mt = getmetatable(t)
-  if mt ~= nil and mt ~= M.array_mt then
-    error("bad argument #1 to 'yaml.array' (table has another metatable)", 2)
-  end
-  return setmetatable(t, M.array_mt)
-end
+--- Marks `t` (or a new empty table) as a sequence; the same function and
+--- metatable as json.array, so YAML and JSON agree on what an array is.
+M.array = json.array
 
---- True when `t` is marked as a sequence.
----@param t any
----@return boolean
-function M.is_array(t)
-  return type(t) == "table" and getmetatable(t) == M.array_mt
-end
+--- True when `t` is marked as a sequence (json.is_array).
+M.is_array = json.is_array
 
 --- The version of the linked libyaml.
 M.libyaml_version = core.libyaml

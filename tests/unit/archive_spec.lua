@@ -10,18 +10,9 @@ local function sh(cmd)
   return out
 end
 
-local function readfile(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local readfile = require("helper").read
 
-local function writefile(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+local writefile = require("helper").write
 
 -- Deterministic text that compresses, but not to nothing.
 local function sample(n)

@@ -19,12 +19,7 @@ local function tmpfile(content)
   return path
 end
 
-local function readfile(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local readfile = require("helper").read
 
 -- Runs a shell command; returns its combined output and whether it exited 0.
 local function sh(cmd)

@@ -39,12 +39,7 @@ local function assert_fails(pattern, v, msg, code)
   assert.matches(pattern, msg)
 end
 
-local function readfile(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local readfile = require("helper").read
 
 describe("tlr.yaml", function()
   describe("decode", function()
