@@ -37,10 +37,15 @@ OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(RUNTIME_SRC) $(MODULE_SRC)) \
 HEADERS := $(wildcard runtime/*.h modules/*.h)
 
 DEB_PKGS := build-essential pkg-config liblua5.4-dev lua5.4 lua-cjson libyaml-dev \
-            libcurl4-openssl-dev libssl-dev zlib1g-dev lua-busted libedit-dev openssl curl \
-            nodejs npm python3 python3-yaml tmux
+            libcurl4-openssl-dev libssl-dev zlib1g-dev lua-busted libedit-dev libbsd-dev libmd-dev \
+            libncurses-dev openssl curl \
+            nodejs npm python3 python3-yaml python3-proxmoxer tmux time util-linux
 
-.PHONY: FORCE build deps test test-one demo bench install clean help asan
+.PHONY: FORCE build deps test test-one demo bench install clean help asan lab lab-stop
+
+LAB_DIR ?= build/lab
+LAB_NET ?= 127.77
+LAB_PROFILE ?= test
 
 build: $(BUILD)/tlr
 
@@ -86,14 +91,23 @@ asan:
 # Installs the Debian packages the build, tests and lab need (quiet when all are there).
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do \
+	    case $$p in nodejs|npm) command -v node >/dev/null && command -v npm >/dev/null && continue;; esac; \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
-	if [ "$$missing" = "nodejs npm" ] || [ "$$missing" = "nodejs" ] || [ "$$missing" = "npm" ]; then \
-	  command -v node >/dev/null && command -v npm >/dev/null && missing=""; fi; \
 	if [ -n "$$missing" ]; then \
 	  echo "deps: installing" $$missing; \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+	@if [ ! -f tests/lab/node_modules/.package-lock.json ] || \
+	    [ tests/lab/package-lock.json -nt tests/lab/node_modules/.package-lock.json ]; then \
+	  echo "deps: npm ci (tests/lab)"; (cd tests/lab && npm ci --silent --no-audit --no-fund); fi
+
+# The lab (fake Proxmox & co on loopback); build/lab/env says where everything is.
+lab: deps
+	@bash tests/lab/ctl.sh start $(LAB_DIR) $(LAB_NET) $(LAB_PROFILE)
+
+lab-stop:
+	@bash tests/lab/ctl.sh stop $(LAB_DIR)
 
 # All tests: the normal build, then the whole suite again under ASan+UBSan.
 test: deps build asan

@@ -8,7 +8,10 @@ total_passed=0
 total_failed=0
 status=0
 counts=$(mktemp)
-trap 'rm -f "$counts"' EXIT
+lab_dir=build/lab
+# the lab (fake Proxmox & co): started once for both suites, stopped by PID
+make --no-print-directory lab LAB_DIR=$lab_dir || { echo "0 passed, 1 failed"; exit 1; }
+trap 'rm -f "$counts"; make --no-print-directory lab-stop LAB_DIR=$lab_dir' EXIT
 for bin in "$@"; do
   echo "=== suite: $bin"
   rm -f "$counts"
@@ -18,7 +21,8 @@ for bin in "$@"; do
                        LSAN_OPTIONS=suppressions=tests/lsan.supp:print_suppressions=0
                        UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1) ;;
   esac
-  env "${env_extra[@]}" TLR_TEST_COUNTS="$counts" TLR_BIN="$bin" "$bin" tests/run.lua
+  env "${env_extra[@]}" TLR_TEST_COUNTS="$counts" TLR_BIN="$bin" TLR_LAB_ENV="$lab_dir/env" \
+    "$bin" tests/run.lua
   rc=$?
   if [ ! -s "$counts" ]; then
     echo "suite $bin crashed (exit $rc) before reporting its counts"
