@@ -35,5 +35,7 @@ for bin in "$@"; do
   total_failed=$((total_failed + f))
   if [ "$rc" -ne 0 ] || [ "$f" -ne 0 ]; then status=1; fi
 done
+make --no-print-directory lab-stop LAB_DIR=$lab_dir
+trap 'rm -f "$counts"' EXIT
 echo "${total_passed} passed, ${total_failed} failed"
 exit $status
