@@ -417,6 +417,17 @@ function M.main(opts)
   local history = history_path(opts)
   if history then core.load_history(history) end
   core.set_completer(M.complete)
+  if os.getenv("PVE_ENDPOINT") then -- `pve` from the environment (build/lab/env works)
+    local explore = require "tlr.proxmox.explore"
+    local client, err = explore.connect_from_env()
+    if client then
+      rawset(_G, "pve", client)
+      M.add_completer(explore.completer("pve"))
+      io.stdout:write("pve: connected to ", client.endpoint, " (try pve:get(\"/nodes\"), pve:help(path, method))\n")
+    else
+      write_err("pve: " .. mask(tostring(err)))
+    end
+  end
   loop.catch_sigint(true)
   while true do
     io.stdout:flush()

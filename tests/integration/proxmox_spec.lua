@@ -81,6 +81,15 @@ describe("tlr.proxmox", function()
       local entries = requests("POST")
       assert.are.equal("ticket", entries[#entries].auth)
       assert(c:delete("/pools", { poolid = "tlr-ticket-test" }))
+      -- an hour later the next call renews the ticket first (PVE tickets live 2 h)
+      c.ticket_time = c.ticket_time - 3601
+      mark()
+      assert(c:get("/nodes"))
+      local posts = requests("POST")
+      assert.are.equal(1, #posts)
+      assert.are.equal("/access/ticket", posts[1].path)
+      assert.are.equal("<redacted>", posts[1].params.password) -- renewed with the ticket itself
+      assert.is_true(c.ticket_time > sched.now() - 5)
     end)
 
     it("reports a wrong token as EAUTH and a missing right as EFORBIDDEN", function()
