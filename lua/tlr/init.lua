@@ -17,7 +17,8 @@ local tlr = {
 
 local lazy = {
   archive = true, crypto = true, errors = true, fs = true, http = true, json = true,
-  log = true, opts = true, pretty = true, proxmox = true, repl = true, sched = true, yaml = true,
+  log = true, opts = true, pretty = true, proxmox = true, repl = true, sched = true, talos = true,
+  yaml = true,
 }
 
 return setmetatable(tlr, {
