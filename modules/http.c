@@ -234,6 +234,13 @@ static int request_id(lua_State *L) {
   return 1;
 }
 
+/* started() -> true once a status line or any body byte has arrived */
+static int request_started(lua_State *L) {
+  request *r = check_request(L);
+  lua_pushboolean(L, r->reason[0] != '\0' || r->head.len > 0 || r->body_started);
+  return 1;
+}
+
 static int request_done(lua_State *L) {
   lua_pushboolean(L, check_request(L)->transfer.done);
   return 1;
@@ -369,37 +376,37 @@ static int parse_fingerprint(const char *s, unsigned char out[32]) {
 static const char *const start_opts[] = {
   "method", "url", "headers", "body", "timeout", "connect_timeout", "ca", "ca_file",
   "fingerprint", "cert", "key", "insecure", "http2", "max_size", "stream", "max_age_conn",
-  "resolve", NULL
+  "resolve", "fresh_connect", NULL
 };
 
-/* Raises unless opts.headers is absent or a table of name = string|number. */
+/* Raises unless opts.headers is absent or a list of "Name: value" lines. */
 static void check_headers(lua_State *L, int opts) {
   int t = lua_getfield(L, opts, "headers");
   luaL_argcheck(L, t == LUA_TNIL || t == LUA_TTABLE, 1, "option 'headers': table expected");
   if (t == LUA_TTABLE) {
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-      luaL_argcheck(L, lua_type(L, -2) == LUA_TSTRING && lua_isstring(L, -1), 1,
-                    "option 'headers': name = string expected");
+    lua_Integer n = luaL_len(L, -1);
+    for (lua_Integer i = 1; i <= n; i++) {
+      lua_rawgeti(L, -1, i);
+      luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING && strchr(lua_tostring(L, -1), ':'), 1,
+                    "option 'headers': list of \"Name: value\" lines expected");
       lua_pop(L, 1);
     }
   }
   lua_pop(L, 1);
 }
 
-/* opts.headers as "Name: value" lines (checked already); NULL when out of memory. */
+/* opts.headers as a curl list (checked already); NULL when out of memory. */
 static struct curl_slist *build_headers(lua_State *L, int opts) {
   struct curl_slist *list = curl_slist_append(NULL, "Expect:");  /* no 100-continue */
   if (lua_getfield(L, opts, "headers") == LUA_TTABLE) {
-    lua_pushnil(L);
-    while (list && lua_next(L, -2)) {
-      const char *line = lua_pushfstring(L, "%s: %s", lua_tostring(L, -2), lua_tostring(L, -1));
-      struct curl_slist *next = curl_slist_append(list, line);
+    lua_Integer n = luaL_len(L, -1);
+    for (lua_Integer i = 1; i <= n && list; i++) {
+      lua_rawgeti(L, -1, i);
+      struct curl_slist *next = curl_slist_append(list, lua_tostring(L, -1));
       if (!next) curl_slist_free_all(list);
       list = next;
-      lua_pop(L, 2);
+      lua_pop(L, 1);
     }
-    if (!list) lua_pop(L, 1);  /* the key lua_next left behind */
   }
   lua_pop(L, 1);
   return list;
@@ -408,7 +415,7 @@ static struct curl_slist *build_headers(lua_State *L, int opts) {
 /*
 ** start{method=, url=, headers=, body=, timeout=, connect_timeout=, ca=, ca_file=,
 **       fingerprint=, cert=, key=, insecure=, http2=, max_size=, stream=,
-**       max_age_conn=, resolve=} -> Request
+**       max_age_conn=, resolve=, fresh_connect=} -> Request
 ** Raises on bad options (lua/tlr/http.lua validates the public shape first).
 */
 static int http_start(lua_State *L) {
@@ -433,6 +440,7 @@ static int http_start(lua_State *L) {
   lua_pop(L, 1);
   lua_Integer max_size = tlr_optinteger(L, 1, "max_size", DEFAULT_MAX_SIZE);
   int stream = tlr_optboolean(L, 1, "stream", 0);
+  int fresh_connect = tlr_optboolean(L, 1, "fresh_connect", 0);
   lua_Integer max_age_conn = tlr_optinteger(L, 1, "max_age_conn", 0);
   unsigned char pin[32];
   luaL_argcheck(L, url != NULL, 1, "option 'url' is required");
@@ -487,6 +495,7 @@ static int http_start(lua_State *L) {
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(connect_timeout * 1000));
   if (max_size > 0) curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max_size);
   if (max_age_conn > 0) curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, (long)max_age_conn);
+  if (fresh_connect) curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
   if (http2) {
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
                      strcmp(http2, "prior") == 0 ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
@@ -550,6 +559,7 @@ static const luaL_Reg request_methods[] = {
   {"done", request_done},
   {"id", request_id},
   {"result", request_result},
+  {"started", request_started},
   {"take", request_take},
   {NULL, NULL}
 };

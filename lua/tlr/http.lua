@@ -66,7 +66,7 @@ local function start_options(req)
   if req.query and next(req.query) then
     url = url .. (url:find("?", 1, true) and "&" or "?") .. M.encode_form(req.query)
   end
-  local headers = {}
+  local headers, lines = {}, {}
   for k, v in pairs(req.headers or {}) do headers[k] = v end
   local body = req.body
   if req.form then
@@ -78,9 +78,26 @@ local function start_options(req)
     end
     if not has_type then headers["Content-Type"] = "application/x-www-form-urlencoded" end
   end
+  -- "Name: value" lines, sorted; a list value repeats the header (gRPC metadata)
+  for k, v in pairs(headers) do
+    if type(k) ~= "string" or k:find("[:\r\n]") then
+      error("bad argument to 'request' (header names are strings without ':' or newlines)", 3)
+    end
+    for _, item in ipairs(type(v) == "table" and v or { v }) do
+      if type(item) ~= "string" and type(item) ~= "number" then
+        error("bad argument to 'request' (header '" .. k .. "': string expected)", 3)
+      end
+      item = tostring(item)
+      if item:find("[\r\n]") then
+        error("bad argument to 'request' (header '" .. k .. "' has a newline)", 3)
+      end
+      lines[#lines + 1] = k .. ": " .. item
+    end
+  end
+  table.sort(lines)
   return {
     method = req.method and req.method:upper() or (body and "POST" or "GET"),
-    url = url, headers = headers, body = body,
+    url = url, headers = lines, body = body,
     timeout = req.timeout or 60, connect_timeout = req.connect_timeout,
     ca = req.ca, ca_file = req.ca_file, fingerprint = req.fingerprint,
     cert = req.cert, key = req.key, insecure = req.insecure, http2 = req.http2,
@@ -103,21 +120,34 @@ function M.request(req)
   if not req.url:match("^https?://") then
     error("bad argument to 'http.request' (url must start with http:// or https://)", 2)
   end
-  local r <close>, msg, code = core.start(start_options(req))
-  if not r then return nil, msg, code end
-  local id, on_data = r:id(), req.on_data
+  local o = start_options(req)
+  local res, msg, code, retried = nil, nil, nil, false
   while true do
-    if on_data then
-      local chunk = r:take()
-      if #chunk > 0 and on_data(chunk) == false then
-        return { status = 0, reason = "stopped by on_data", headers = {}, trailers = {}, body = "",
-          http_version = "", stopped = true }
+    local r <close>, smsg, scode = core.start(o)
+    if not r then return nil, smsg, scode end
+    local id, on_data = r:id(), req.on_data
+    while true do
+      if on_data then
+        local chunk = r:take()
+        if #chunk > 0 and on_data(chunk) == false then
+          return { status = 0, reason = "stopped by on_data", headers = {}, trailers = {}, body = "",
+            http_version = "", stopped = true }
+        end
       end
+      if r:done() then break end
+      sched.await(id)
     end
-    if r:done() then break end
-    sched.await(id)
+    res, msg, code = r:result()
+    -- An HTTP/2 stream refused before any reply (Node's servers refuse streams
+    -- past their reset-rate limit): the server did not process it, so send it
+    -- once more on a new connection.
+    if res or retried or not req.http2 or r:started() or (code ~= "ECONNRESET" and code ~= "EPROTO") then
+      break
+    end
+    retried = true
+    o.fresh_connect = true
   end
-  return r:result()
+  return res, msg, code
 end
 
 --- Shorthand for request{method="GET", url=url, ...}.

@@ -12,6 +12,7 @@
 //   /big?bytes=N              N bytes of 'x' (with Content-Length unless chunked=1)
 //   /stream?chunks=N&ms=M     N chunks "chunk-i\n", M ms apart
 //   /trailers                 body "data", then trailers x-result: ok (HTTP/2)
+//   /reset-first?key=K        HTTP/2: resets the first stream for each K before any reply
 //   /hang                     never answers
 //   /stats                    {requests, max_inflight, connections} (not counted itself)
 //   /stats/reset              zeroes those
@@ -29,6 +30,7 @@ let connections = 0;
 let requests = 0;
 let inflight = 0;
 let maxInflight = 0;
+const resetKeys = new Set();
 
 function handler(req, res) {
   const url = new URL(req.url, 'http://x');
@@ -110,6 +112,14 @@ function handler(req, res) {
     res.writeHead(200, { 'content-type': 'application/grpc' });
     res.addTrailers({ 'x-result': 'ok' });
     res.end('data');
+  } else if (route === '/reset-first') {
+    // HTTP/2: the first stream for each ?key= is reset before any reply
+    if (req.stream && !resetKeys.has(q.key)) {
+      resetKeys.add(q.key);
+      req.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
+    res.end('second try');
   } else if (route === '/hang') {
     // never answer
   } else {

@@ -3,7 +3,7 @@
 --- `tlr.talos.secrets`, `tlr.talos.config`, `tlr.talos.patch`, `tlr.talos.validate`.
 local M = {}
 
-local lazy = { config = true, factory = true, patch = true, secrets = true, validate = true }
+local lazy = { config = true, factory = true, patch = true, proto = true, secrets = true, validate = true }
 
 return setmetatable(M, {
   modules = lazy,
