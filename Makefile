@@ -39,7 +39,8 @@ HEADERS := $(wildcard runtime/*.h modules/*.h)
 DEB_PKGS := build-essential pkg-config liblua5.4-dev lua5.4 lua-cjson libyaml-dev \
             libcurl4-openssl-dev libssl-dev zlib1g-dev lua-busted libedit-dev libbsd-dev libmd-dev \
             libncurses-dev openssl curl \
-            nodejs npm python3 python3-yaml python3-proxmoxer tmux time util-linux
+            nodejs npm python3 python3-yaml python3-proxmoxer python3-certbot-dns-cloudflare tmux \
+            time util-linux bind9 bind9-dnsutils iproute2
 
 .PHONY: FORCE build deps test test-one demo bench install clean help asan lab lab-stop
 

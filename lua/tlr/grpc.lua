@@ -130,7 +130,12 @@ local function check_call(fname, o, spec)
     need(type(k) == "string" and k:match("^[0-9a-z_.-]+$"),
       "metadata names are lower case [0-9a-z_.-], got " .. tostring(k))
     need(not RESERVED[k] and not k:match("^grpc%-"), "metadata name '" .. k .. "' is reserved")
-    need(type(v) == "string", "metadata '" .. k .. "' must be a string")
+    local ok_value = type(v) == "string"
+    if type(v) == "table" then -- a list: the header repeats (Talos's `nodes`)
+      ok_value = #v > 0
+      for _, item in ipairs(v) do ok_value = ok_value and type(item) == "string" end
+    end
+    need(ok_value, "metadata '" .. k .. "' must be a string or a list of strings")
   end
 end
 
@@ -224,7 +229,8 @@ end
 --- `request` is the encoded message (default: empty), or a table encoded
 --- with `schema` as `request_type`; with `response_type` the reply is
 --- decoded, otherwise returned as bytes.  `metadata` adds request headers
---- (lower-case names, string values), e.g. `{ node = "10.0.0.10" }`.
+--- (lower-case names, string values or lists of them, which repeat the
+--- header), e.g. `{ node = "10.0.0.10" }` or `{ nodes = { "a", "b" } }`.
 --- `timeout` (seconds, default 60; 0 = none) is sent as grpc-timeout.
 --- TLS options are tlr.http's: ca, ca_file, cert, key, insecure, fingerprint.
 ---@param o table {url, path, request, schema, request_type, response_type, metadata, timeout,

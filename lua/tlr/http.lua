@@ -15,7 +15,7 @@ local REQUEST_SPEC = {
   body = "string", form = "table", timeout = "number", connect_timeout = "number",
   ca = "string", ca_file = "string", fingerprint = "string", cert = "string", key = "string",
   insecure = "boolean", http2 = { "boolean", "string" }, max_size = "integer",
-  on_data = "function", max_age_conn = "integer", resolve = "table",
+  on_data = "function", max_age_conn = "integer", resolve = "table", idempotent = "boolean",
 }
 
 --- Percent-encodes everything outside [A-Za-z0-9_.~-].  Proxmox splits
@@ -110,7 +110,7 @@ end
 ---
 --- `on_data(chunk)` streams the body to a function (in this task) instead
 --- of collecting it; returning false from it stops the transfer early.
----@param req table {method, url, query, headers, body|form, timeout, connect_timeout, ca, ca_file, fingerprint, cert, key, insecure, http2, max_size, on_data, max_age_conn, resolve}
+---@param req table {method, url, query, headers, body|form, timeout, connect_timeout, ca, ca_file, fingerprint, cert, key, insecure, http2, max_size, on_data, max_age_conn, resolve, idempotent}
 ---@return table|nil response {status, reason, headers, trailers, body, http_version}
 ---@return string? msg
 ---@return string? code
@@ -138,10 +138,12 @@ function M.request(req)
       sched.await(id)
     end
     res, msg, code = r:result()
-    -- An HTTP/2 stream refused before any reply (Node's servers refuse streams
-    -- past their reset-rate limit): the server did not process it, so send it
-    -- once more on a new connection.
-    if res or retried or not req.http2 or r:started() or (code ~= "ECONNRESET" and code ~= "EPROTO") then
+    -- An HTTP/2 stream reset before any reply (Node's servers do that past
+    -- their reset-rate limit) is sent once more on a new connection, but only
+    -- when sending it twice is harmless: GET/HEAD, or `idempotent = true`.
+    local safe = o.method == "GET" or o.method == "HEAD" or req.idempotent
+    if res or retried or not safe or not req.http2 or r:started()
+      or (code ~= "ECONNRESET" and code ~= "EPROTO") then
       break
     end
     retried = true

@@ -16,10 +16,9 @@ local tlr = {
 }
 
 local lazy = {
-  archive = true, crypto = true, errors = true, fs = true, grpc = true, http = true, json = true,
-  log = true, opts = true, pretty = true, protobuf = true, proxmox = true, repl = true, sched = true,
-  talos = true,
-  yaml = true,
+  archive = true, crypto = true, dns = true, errors = true, fs = true, grpc = true, http = true,
+  json = true, log = true, opts = true, pretty = true, protobuf = true, proxmox = true, repl = true,
+  sched = true, talos = true, yaml = true,
 }
 
 return setmetatable(tlr, {

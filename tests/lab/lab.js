@@ -22,8 +22,8 @@ const http = require('http');
 const path = require('path');
 const { EventEmitter } = require('events');
 
-// Services in start order.  Later issues add: factory, talos, kubernetes, cloudflare.
-const SERVICES = { pve: './pve' };
+// Services in start order (talos uses pve's and factory's api; it will start API servers through k8s's).
+const SERVICES = { pve: './pve', factory: './factory', talos: './talos', cloudflare: './cloudflare' };
 
 const USAGE = 'usage: node lab.js --env FILE [--net 127.77] [--profile test|realistic] ' +
   '[--state DIR] [--ttl SECONDS] [--pve-version 8.2|8.4|9.0|9.1] [--only pve,...]';
@@ -92,14 +92,16 @@ function writeAtomic(file, data, mode = 0o600) {
 // ------------------------------------------------------------------ faults
 // A rule: {id, service, method?, path (glob, * within a segment, ** across) |
 // path_regex, status?, message?, probability?, count?, latency? (s), drop?,
-// task_exitstatus?, lock_timeout?}.  count: times it still fires (null = always).
+// task_exitstatus?, lock_timeout?, node?}.  count: times it still fires (null = always).
+// node (talos): only calls handled by that node; rules without it fire only
+// where a call enters the lab, not again on the nodes it is proxied to.
 class Faults {
   constructor() { this.rules = []; this.nextId = 1; }
 
   add(spec) {
     if (!isPlainObject(spec)) throw new Error('a fault rule is a JSON object');
     const known = ['service', 'method', 'path', 'path_regex', 'status', 'message', 'probability',
-      'count', 'latency', 'drop', 'task_exitstatus', 'lock_timeout', 'body'];
+      'count', 'latency', 'drop', 'task_exitstatus', 'lock_timeout', 'body', 'node'];
     for (const k of Object.keys(spec)) if (!known.includes(k)) throw new Error(`unknown fault key '${k}'`);
     if (!spec.path && !spec.path_regex) throw new Error('a fault rule needs path or path_regex');
     if (!spec.status && !spec.drop && !spec.latency && !spec.task_exitstatus && !spec.lock_timeout) {
@@ -121,9 +123,10 @@ class Faults {
   clear() { this.rules = []; }
 
   /** First rule that fires for this request (consumes one count), or null. */
-  match(service, method, reqPath) {
+  match(service, method, reqPath, ctx = {}) {
     for (const r of this.rules) {
       if (r.service !== service) continue;
+      if (r.node !== undefined ? r.node !== ctx.node : ctx.proxied) continue;
       if (r.method && r.method.toUpperCase() !== method) continue;
       if (!r.re.test(reqPath)) continue;
       if (r.count !== null && r.count <= 0) continue;

@@ -23,7 +23,7 @@ describe("tlr.talos.factory", function()
       "        - net.ifnames=0",
       "    meta:",
       "        - key: 10",
-      '          value: "a: b"',
+      "          value: 'a: b'",
       "    systemExtensions:",
       "        officialExtensions:",
       "            - siderolabs/iscsi-tools",
@@ -32,6 +32,23 @@ describe("tlr.talos.factory", function()
     }, "\n"), factory.canonical { extra_kernel_args = { "net.ifnames=0" },
       meta = { { key = 10, value = "a: b" } },
       extensions = { "siderolabs/qemu-guest-agent", "siderolabs/iscsi-tools" } })
+  end)
+
+  it("quotes scalars as yaml.v3 does", function()
+    local function one(v)
+      return factory.canonical({ extra_kernel_args = { v } }):match("\n        %- (.-)\n$")
+    end
+    assert.are.equal("console=ttyS0", one("console=ttyS0"))
+    assert.are.equal("1.2.3", one("1.2.3"))
+    assert.are.equal('"123"', one("123"))
+    assert.are.equal('"1.5"', one("1.5"))
+    assert.are.equal('"true"', one("true"))
+    assert.are.equal('"yes"', one("yes"))
+    assert.are.equal('""', one(""))
+    assert.are.equal("'a: b'", one("a: b"))
+    assert.are.equal("'#x'", one("#x"))
+    assert.are.equal("'-'", one("-"))
+    assert.are.equal("-x", one("-x"))
   end)
 
   it("gives the same id whatever order the extensions are listed in", function()

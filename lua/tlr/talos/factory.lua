@@ -15,16 +15,42 @@ local M = {}
 
 M.DEFAULT_URL = "https://factory.talos.dev"
 
--- A YAML scalar as yaml.v3 writes it: plain when that reads back as the same
--- string, else double-quoted.
+-- yaml.v3 would read these as something other than a string (its resolve
+-- table, plus the YAML 1.1 booleans it also refuses to leave bare).
+local function resolves_as_non_string(s)
+  if s == "" or s == "~" then return true end
+  local lower = s:lower()
+  if lower == "null" or lower == "true" or lower == "false" then return true end
+  for _, b in ipairs { "y", "yes", "on", "n", "no", "off" } do
+    if s == b or s == b:upper() or s == b:sub(1, 1):upper() .. b:sub(2) then return true end
+  end
+  if s:match("^[-+]?[0-9_]+$") or s:match("^[-+]?0[xX][0-9a-fA-F_]+$") or s:match("^0[oO][0-7_]+$")
+    or s:match("^[-+]?0[bB][01_]+$") then
+    return true
+  end
+  if s:match("^[-+]?%.?[0-9][0-9_]*%.?[0-9_]*$") and s:find("%.") and not s:match("%..*%.") then return true end
+  if s:match("^[-+]?[0-9][0-9_]*%.?[0-9_]*[eE][-+]?[0-9]+$") then return true end
+  if lower:match("^[-+]?%.inf$") or lower == ".nan" then return true end
+  if s:match("^[-+]?[0-9][0-9_]*:[0-5]?[0-9]") then return true end -- base 60
+  return false
+end
+
+-- libyaml's emitter refuses a plain block scalar for these.
+local function plain_forbidden(s)
+  return s:match("^%s") or s:match("%s$") or s:match("^[#,%[%]{}&*!|>'\"%%@`]")
+    or s:match("^[-?:]%s") or s:match("^[-?:]$") or s:find(": ", 1, true) or s:match(":$")
+    or s:find(" #", 1, true) or s:find("[%c]")
+end
+
+-- A scalar as yaml.v3 writes it: double-quoted when it would resolve to
+-- another type, single-quoted when the emitter cannot leave it plain, else plain.
 local function scalar(s)
   s = tostring(s)
-  local ambiguous = s == "" or s:match("^[%s]") or s:match("[%s]$") or s:match("^[-?:,%[%]{}#&*!|>'\"%%@`]")
-    or s:find(": ", 1, true) or s:find(" #", 1, true) or s:match("^[%d.+-]")
-    or ({ ["true"] = 1, ["false"] = 1, ["null"] = 1, ["~"] = 1, yes = 1, no = 1, on = 1, off = 1,
-      y = 1, n = 1 })[s:lower()]
-  if not ambiguous and not s:find("[%c]") then return s end
-  return '"' .. s:gsub('[\\"]', "\\%0"):gsub("\n", "\\n"):gsub("\t", "\\t") .. '"'
+  if resolves_as_non_string(s) then
+    return '"' .. s:gsub('[\\"]', "\\%0"):gsub("\n", "\\n"):gsub("\t", "\\t") .. '"'
+  end
+  if plain_forbidden(s) then return "'" .. s:gsub("'", "''") .. "'" end
+  return s
 end
 
 local function list(lines, indent, key, items)

@@ -3,7 +3,10 @@
 --- `tlr.talos.secrets`, `tlr.talos.config`, `tlr.talos.patch`, `tlr.talos.validate`.
 local M = {}
 
-local lazy = { config = true, factory = true, patch = true, proto = true, secrets = true, validate = true }
+local lazy = {
+  client = true, config = true, factory = true, health = true, patch = true, proto = true,
+  secrets = true, validate = true,
+}
 
 return setmetatable(M, {
   modules = lazy,
