@@ -167,6 +167,23 @@ describe("tlr.talos client", function()
     assert.is_string(code)
   end)
 
+  it("upgrades a node to a new installer image and reboots one", function()
+    local c = assert(client.connect(cp2, { talosconfig = talosconfig }))
+    local image = config.installer_image(factory.id {}, "v1.11.7")
+    local ack = assert(c:upgrade(image))
+    assert.is_string(ack.ack)
+    local v = eventually("cp2 on v1.11.7", function()
+      local got = c:version()
+      return got and got.tag == "v1.11.7" and got
+    end)
+    assert.are.equal("v1.11.7", v.tag)
+    assert(c:reboot())
+    eventually("cp2 back after the reboot", function()
+      local st = c:machine_status()
+      return st and st.stage == "running" and st
+    end)
+  end)
+
   it("resets a worker back to maintenance mode", function()
     local c = assert(client.connect(w1, { talosconfig = talosconfig }))
     assert(c:reset { graceful = false })
