@@ -122,7 +122,11 @@ demo: deps build
 	@echo "make demo: the recipes are not written yet (issue 6); this only checks the binary."
 	@$(BUILD)/tlr version
 
+# Ansible only for the Proxmox bench's comparison (bench/proxmox.lua)
 bench: deps build
+	@dpkg-query -W -f='$${Status}\n' ansible 2>/dev/null | grep -q 'ok installed' || \
+	  { echo "bench: installing ansible"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends ansible >/dev/null; }
 	@$(BUILD)/tlr bench/run.lua
 
 install: build

@@ -160,3 +160,11 @@ do
 end
 
 io.write("\nbench done: ", #results, " figures\n")
+
+-- the other benches print their own figures (see docs/bench.md)
+for _, name in ipairs { "talos_config", "dns", "proxmox" } do
+  io.write("\n== bench/", name, ".lua\n")
+  io.flush()
+  local ok, err = pcall(dofile, "bench/" .. name .. ".lua")
+  if not ok then io.write("bench/", name, ".lua failed: ", tostring(err), "\n") end
+end
