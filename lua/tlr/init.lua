@@ -18,7 +18,7 @@ local tlr = {
 local lazy = {
   archive = true, crypto = true, dns = true, errors = true, fs = true, grpc = true, http = true,
   json = true, log = true, opts = true, pretty = true, protobuf = true, proxmox = true, repl = true,
-  sched = true, talos = true, yaml = true,
+  sched = true, state = true, talos = true, yaml = true,
 }
 
 return setmetatable(tlr, {
