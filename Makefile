@@ -99,6 +99,8 @@ deps:
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+	@command -v kubectl >/dev/null || { echo "deps: installing kubernetes-client (kubectl)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kubernetes-client >/dev/null; }
 	@if [ ! -f tests/lab/node_modules/.package-lock.json ] || \
 	    [ tests/lab/package-lock.json -nt tests/lab/node_modules/.package-lock.json ]; then \
 	  echo "deps: npm ci (tests/lab)"; (cd tests/lab && npm ci --silent --no-audit --no-fund); fi

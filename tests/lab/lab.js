@@ -23,7 +23,7 @@ const path = require('path');
 const { EventEmitter } = require('events');
 
 // Services in start order (talos uses pve's and factory's api; it will start API servers through k8s's).
-const SERVICES = { pve: './pve', factory: './factory', talos: './talos', cloudflare: './cloudflare' };
+const SERVICES = { pve: './pve', factory: './factory', k8s: './k8s', talos: './talos', cloudflare: './cloudflare' };
 
 const USAGE = 'usage: node lab.js --env FILE [--net 127.77] [--profile test|realistic] ' +
   '[--state DIR] [--ttl SECONDS] [--pve-version 8.2|8.4|9.0|9.1] [--only pve,...]';
