@@ -16,9 +16,9 @@ local tlr = {
 }
 
 local lazy = {
-  archive = true, crypto = true, dns = true, errors = true, fs = true, grpc = true, http = true,
-  json = true, log = true, opts = true, pretty = true, protobuf = true, proxmox = true, repl = true,
-  sched = true, state = true, talos = true, yaml = true,
+  apps = true, archive = true, crypto = true, dns = true, errors = true, fs = true, grpc = true,
+  http = true, json = true, k8s = true, log = true, opts = true, pretty = true, protobuf = true,
+  proxmox = true, repl = true, sched = true, state = true, talos = true, yaml = true,
 }
 
 return setmetatable(tlr, {
