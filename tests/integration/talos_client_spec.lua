@@ -145,6 +145,16 @@ describe("tlr.talos client", function()
     assert.is_true(crypto.verify_chain(cert, { bundle.certs.k8s.crt }, { purpose = "client" }))
   end)
 
+  it("reaches the cluster's Kubernetes API with that kubeconfig (cluster CA, endpoint)", function()
+    local k8s = require "tlr.k8s"
+    local text = assert(assert(client.connect(cp1, { talosconfig = talosconfig })):kubeconfig())
+    local kube = assert(k8s.connect { kubeconfig = text })
+    local v = eventually("the API server", function() return kube:version() end)
+    assert.is_string(v.gitVersion)
+    local ns = assert(kube:get("v1", "Namespace", "kube-system"))
+    assert.are.equal("kube-system", ns.metadata.name)
+  end)
+
   it("routes through apid with nodes and flags a failing node", function()
     local c = assert(client.connect(cp1, { talosconfig = talosconfig }))
     local many = assert(c:route { nodes = { cp1, cp2 } }:version())

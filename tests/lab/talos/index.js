@@ -198,6 +198,29 @@ async function start(lab) {
     if (body.time_synced !== undefined) n.timeSynced = !!body.time_synced;
     return n.view();
   });
+  // Kubernetes comes up with the cluster: when a control plane's etcd runs,
+  // the Kubernetes fake serves the cluster's endpoint with the cluster CA
+  // (the one Talos's kubeconfig trusts and signs the admin cert with).
+  const apiservers = new Map(); // cluster id -> Promise of the instance
+  const startApiserver = (ev) => {
+    const k8s = lab.services.k8s && lab.services.k8s.api;
+    if (!k8s || ev.machine_type !== 'controlplane' || !ev.cluster_id || apiservers.has(ev.cluster_id)) return;
+    const cfg = svc.lookup(ev.vmid).disk.cfg;
+    const cluster = cfg && cfg.v1 && cfg.v1.cluster;
+    let url;
+    try { url = new URL(cluster.controlPlane.endpoint); } catch (err) { return; }
+    const pem = (b64) => Buffer.from(b64 || '', 'base64').toString('utf8');
+    apiservers.set(ev.cluster_id, k8s.start({
+      address: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port) || 6443,
+      ca_cert: pem(cluster.ca && cluster.ca.crt), ca_key: pem(cluster.ca && cluster.ca.key),
+      name: cluster.clusterName || ev.cluster_name || 'lab', nodes: [ev.hostname],
+      dir: path.join(lab.stateDir, `k8s-cluster-${ev.cluster_id.slice(0, 12)}`),
+    }).catch((err) => {
+      process.stderr.write(`talos: cannot start the Kubernetes API for ${url.host}: ${err.message}\n`);
+      apiservers.delete(ev.cluster_id);
+    }));
+  };
+  lab.events.on('talos.etcd.running', startApiserver);
   return {
     env: { TALOS_VERSION: DEFAULT_VERSION },
     stop: async () => {
