@@ -18,7 +18,7 @@ local tlr = {
 local lazy = {
   apps = true, archive = true, crypto = true, dns = true, errors = true, fs = true, grpc = true,
   http = true, json = true, k8s = true, log = true, opts = true, pretty = true, protobuf = true,
-  proxmox = true, repl = true, sched = true, state = true, talos = true, yaml = true,
+  proxmox = true, repl = true, sched = true, site = true, state = true, talos = true, yaml = true,
 }
 
 return setmetatable(tlr, {
