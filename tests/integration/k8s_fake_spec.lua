@@ -992,6 +992,277 @@ describe("lab: Kubernetes API fake", function()
       eventually(function() return get(path).status == 404 end, 5, "the Application to go")
     end)
 
+    -- ---------------------------------------------------------- the apps tlr installs
+    local APP_CRD = {
+      apiVersion = "apiextensions.k8s.io/v1", kind = "CustomResourceDefinition", metadata = { name = "applications.argoproj.io" },
+      spec = { group = "argoproj.io", scope = "Namespaced",
+        names = { plural = "applications", singular = "application", kind = "Application" },
+        versions = { { name = "v1alpha1", served = true, storage = true,
+          schema = { openAPIV3Schema = { type = "object", properties = {
+            spec = { type = "object", ["x-kubernetes-preserve-unknown-fields"] = true },
+            status = { type = "object", ["x-kubernetes-preserve-unknown-fields"] = true } } } } } } },
+    }
+    local APPS = "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications/"
+
+    --- The Application CRD, namespace argocd and a running application controller.
+    local function argo()
+      ok(apply(APP_CRD), 201)
+      established("applications.argoproj.io")
+      ok(apply({ apiVersion = "v1", kind = "Namespace", metadata = { name = "argocd" } }), 201)
+      ok(apply({ apiVersion = "apps/v1", kind = "StatefulSet",
+        metadata = { name = "argocd-application-controller", namespace = "argocd" },
+        spec = { replicas = 1, selector = { matchLabels = { app = "ctl" } },
+          template = { metadata = { labels = { app = "ctl" } }, spec = { containers = { { name = "c",
+            image = "argocd:3" } } } } } }), 201)
+    end
+
+    --- An Application of a Helm chart, as tlr.apps makes them.
+    local function helm_app(name, chart, version, ns, values)
+      return { apiVersion = "argoproj.io/v1alpha1", kind = "Application",
+        metadata = { name = name, namespace = "argocd", finalizers = { "resources-finalizer.argocd.argoproj.io" } },
+        spec = { project = "default",
+          source = { repoURL = "https://charts.example.com", chart = chart, targetRevision = version,
+            helm = { releaseName = name, valuesObject = values } },
+          destination = { server = "https://kubernetes.default.svc", namespace = ns },
+          syncPolicy = { automated = { prune = true, selfHeal = true },
+            syncOptions = { "CreateNamespace=true", "ServerSideApply=true" } } } }
+    end
+
+    local function app_status(name)
+      local a = ok(get(APPS .. name))
+      return a.status and a.status.sync and a.status.sync.status, a.status and a.status.health and a.status.health.status, a
+    end
+
+    local function healthy(name)
+      return eventually(function()
+        local s, h, a = app_status(name)
+        return s == "Synced" and h == "Healthy" and a
+      end, 5, name .. " Synced and Healthy")
+    end
+
+    local function available(path)
+      return eventually(function()
+        local r = get(path)
+        return r.status == 200 and (r.json.status.availableReplicas or r.json.status.numberAvailable or 0) >= 1 and r.json
+      end, 5, path .. " available")
+    end
+
+    local function bump(path)
+      ok(api("PATCH", path, { content_type = "application/merge-patch+json",
+        body = { spec = { template = { metadata = { annotations = { ["lab/restartedAt"] = tostring(sched.now()) } } } } } }))
+    end
+
+    it("creates the MetalLB chart's CRDs and controller on sync, is Healthy once they are, deletes them with the app", function()
+      lab:control("PATCH", "/profile", { k8s = { rollout_stuck = { "metallb-system/metallb-controller" } } })
+      argo()
+      ok(apply(helm_app("metallb", "metallb", "0.15.2", "metallb-system")), 201)
+      for _, name in ipairs { "ipaddresspools.metallb.io", "l2advertisements.metallb.io" } do
+        local crd = established(name)
+        assert.are.equal("Namespaced", crd.spec.scope)
+        assert.are.equal("v1beta1", crd.spec.versions[1].name)
+        assert.are.equal("metallb:apiextensions.k8s.io/CustomResourceDefinition:metallb-system/" .. name,
+          crd.metadata.annotations["argocd.argoproj.io/tracking-id"])
+      end
+      assert.are.equal(200, get("/apis/metallb.io/v1beta1/namespaces/metallb-system/l2advertisements").status)
+      local dpath = "/apis/apps/v1/namespaces/metallb-system/deployments/metallb-controller"
+      local d = ok(get(dpath))
+      assert.are.equal("quay.io/metallb/controller:v0.15.2", d.spec.template.spec.containers[1].image)
+      assert.are.same({ ["app.kubernetes.io/name"] = "metallb", ["app.kubernetes.io/instance"] = "metallb",
+        ["app.kubernetes.io/component"] = "controller" }, d.spec.selector.matchLabels)
+      assert.are.equal("metallb:apps/Deployment:metallb-system/metallb-controller",
+        d.metadata.annotations["argocd.argoproj.io/tracking-id"])
+      available("/apis/apps/v1/namespaces/metallb-system/daemonsets/metallb-speaker")
+      assert.are.equal(200, get("/api/v1/namespaces/metallb-system/services/metallb-webhook-service").status)
+      -- Synced, but Progressing while the controller is not available
+      sched.sleep(0.3)
+      local s, h, a = app_status("metallb")
+      assert.are.same({ "Synced", "Progressing" }, { s, h })
+      local dep
+      for _, r in ipairs(a.status.resources) do if r.kind == "Deployment" then dep = r end end
+      assert.are.same({ group = "apps", version = "v1", kind = "Deployment", namespace = "metallb-system",
+        name = "metallb-controller", status = "Synced", health = { status = "Progressing" } }, dep)
+      local res
+      for _, r in ipairs(a.status.operationState.syncResult.resources) do if r.kind == "DaemonSet" then res = r end end
+      assert.are.equal("daemonset.apps/metallb-speaker serverside-applied", res.message)
+      -- the controller rolls out: the Application follows
+      lab:control("PATCH", "/profile", { k8s = { rollout_stuck = json.array({}) } })
+      bump(dpath)
+      available(dpath)
+      healthy("metallb")
+      -- deleting the Application deletes what it made, then the Application goes
+      ok(api("DELETE", APPS .. "metallb"))
+      eventually(function() return get(APPS .. "metallb").status == 404 end, 5, "the Application to go")
+      assert.are.equal(404, get(dpath).status)
+      assert.are.equal(404, get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/ipaddresspools.metallb.io").status)
+      assert.are.equal(200, get("/api/v1/namespaces/metallb-system").status) -- Argo CD leaves the namespace
+    end)
+
+    it("creates cert-manager's deployments, and its CRDs with crds.enabled (a re-sync adds them)", function()
+      argo()
+      ok(apply(helm_app("cert-manager", "cert-manager", "v1.21.2", "cert-manager")), 201)
+      healthy("cert-manager")
+      for _, n in ipairs { "cert-manager", "cert-manager-cainjector", "cert-manager-webhook" } do
+        local d = available("/apis/apps/v1/namespaces/cert-manager/deployments/" .. n)
+        assert.matches("^quay%.io/jetstack/cert%-manager%-%l+:v1%.21%.2$", d.spec.template.spec.containers[1].image)
+      end
+      assert.are.equal(404, get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/certificates.cert-manager.io").status)
+      ok(apply(helm_app("cert-manager", "cert-manager", "v1.21.2", "cert-manager", { crds = { enabled = true } })))
+      local scopes = {}
+      for _, n in ipairs { "certificates", "certificaterequests", "issuers", "clusterissuers" } do
+        local crd = established(n .. ".cert-manager.io")
+        scopes[n] = crd.spec.scope
+        assert.are.equal("v1", crd.spec.versions[1].name)
+      end
+      assert.are.same({ certificates = "Namespaced", certificaterequests = "Namespaced", issuers = "Namespaced",
+        clusterissuers = "Cluster" }, scopes)
+      established("orders.acme.cert-manager.io")
+      assert.are.equal(200, get("/apis/cert-manager.io/v1/clusterissuers").status)
+      healthy("cert-manager")
+    end)
+
+    it("creates Traefik's LoadBalancer Service (Progressing until it has an address) and external-dns", function()
+      argo()
+      ok(apply(helm_app("traefik", "traefik", "41.4.0", "traefik", {
+        ingressClass = { enabled = true, isDefaultClass = true },
+        service = { annotations = { ["metallb.io/loadBalancerIPs"] = "10.77.0.205" } } })), 201)
+      ok(apply(helm_app("external-dns", "external-dns", "1.21.1", "external-dns", {
+        provider = { name = "rfc2136" }, policy = "sync", txtOwnerId = "tlr", sources = { "service", "ingress" },
+        domainFilters = { "lab.example.com" }, extraArgs = { "--rfc2136-host=10.0.0.53", "--rfc2136-axfr" },
+        env = { { name = "EXTERNAL_DNS_RFC2136_TSIG_SECRET",
+          valueFrom = { secretKeyRef = { name = "external-dns-rfc2136", key = "tsig-secret" } } } } })), 201)
+      healthy("external-dns")
+      local xd = available("/apis/apps/v1/namespaces/external-dns/deployments/external-dns")
+      local c = xd.spec.template.spec.containers[1]
+      assert.are.equal("registry.k8s.io/external-dns/external-dns:v0.21.0", c.image)
+      assert.are.same({ "--log-level=info", "--log-format=text", "--interval=1m", "--source=service", "--source=ingress",
+        "--policy=sync", "--registry=txt", "--txt-owner-id=tlr", "--domain-filter=lab.example.com", "--provider=rfc2136",
+        "--rfc2136-host=10.0.0.53", "--rfc2136-axfr" }, c.args)
+      assert.are.equal("external-dns-rfc2136", c.env[1].valueFrom.secretKeyRef.name)
+      available("/apis/apps/v1/namespaces/traefik/deployments/traefik")
+      local svc = ok(get("/api/v1/namespaces/traefik/services/traefik"))
+      assert.are.equal("LoadBalancer", svc.spec.type)
+      assert.are.equal("traefik-traefik", svc.spec.selector["app.kubernetes.io/instance"])
+      local ic = ok(get("/apis/networking.k8s.io/v1/ingressclasses/traefik"))
+      assert.are.equal("true", ic.metadata.annotations["ingressclass.kubernetes.io/is-default-class"])
+      assert.are.equal("traefik.io/ingress-controller", ic.spec.controller)
+      established("ingressroutes.traefik.io")
+      -- no address without MetalLB: Progressing, as Argo CD's Service health says
+      sched.sleep(0.3)
+      local sync, health = app_status("traefik")
+      assert.are.same({ "Synced", "Progressing" }, { sync, health })
+      assert.is_nil(ok(get("/api/v1/namespaces/traefik/services/traefik")).status.loadBalancer.ingress)
+      ok(apply({ apiVersion = "apiextensions.k8s.io/v1", kind = "CustomResourceDefinition",
+        metadata = { name = "ipaddresspools.metallb.io" },
+        spec = { group = "metallb.io", scope = "Namespaced", names = { plural = "ipaddresspools", kind = "IPAddressPool" },
+          versions = { { name = "v1beta1", served = true, storage = true,
+            schema = { openAPIV3Schema = { type = "object", ["x-kubernetes-preserve-unknown-fields"] = true } } } } } }), 201)
+      established("ipaddresspools.metallb.io")
+      ok(apply({ apiVersion = "v1", kind = "Namespace", metadata = { name = "metallb-system" } }), 201)
+      ok(apply({ apiVersion = "metallb.io/v1beta1", kind = "IPAddressPool",
+        metadata = { name = "lab", namespace = "metallb-system" }, spec = { addresses = { "10.77.0.200-10.77.0.210" } } }), 201)
+      healthy("traefik")
+      -- the address the chart's annotation asked for (metallb.io/loadBalancerIPs), not the pool's first
+      svc = ok(get("/api/v1/namespaces/traefik/services/traefik"))
+      assert.are.equal("10.77.0.205", svc.status.loadBalancer.ingress[1].ip)
+      -- argo_lb_health off: a LoadBalancer Service does not hold an Application back
+      lab:control("PATCH", "/profile", { k8s = { argo_lb_health = false } })
+      local other = helm_app("edge", "traefik", "41.4.0", "edge")
+      ok(apply(other), 201)
+      healthy("edge")
+    end)
+
+    it("makes ClusterIssuers and Issuers Ready once cert-manager runs (issuer_not_ready holds one back)", function()
+      lab:control("PATCH", "/profile", { k8s = { rollout_stuck = { "cert-manager/cert-manager" },
+        issuer_not_ready = { "letsencrypt-broken" } } })
+      argo()
+      ok(apply(helm_app("cert-manager", "cert-manager", "v1.21.2", "cert-manager", { crds = { enabled = true } })), 201)
+      established("clusterissuers.cert-manager.io")
+      established("issuers.cert-manager.io")
+      local function issuer(name, server)
+        return { apiVersion = "cert-manager.io/v1", kind = "ClusterIssuer", metadata = { name = name },
+          spec = { acme = { email = "ops@lab.example.com", server = server,
+            privateKeySecretRef = { name = name .. "-account-key" },
+            solvers = { { dns01 = { cloudflare = { apiTokenSecretRef = { name = "cloudflare-api-token", key = "api-token" } } } } } } } }
+      end
+      local staging = "https://acme-staging-v02.api.letsencrypt.org/directory"
+      ok(apply(issuer("letsencrypt-staging", staging), { path = "/apis/cert-manager.io/v1/clusterissuers/letsencrypt-staging" }), 201)
+      ok(apply(issuer("letsencrypt-broken", "https://acme-v02.api.letsencrypt.org/directory"),
+        { path = "/apis/cert-manager.io/v1/clusterissuers/letsencrypt-broken" }), 201)
+      ok(apply({ apiVersion = "cert-manager.io/v1", kind = "Issuer", metadata = { name = "selfsigned", namespace = "default" },
+        spec = { selfSigned = {} } }, { path = "/apis/cert-manager.io/v1/namespaces/default/issuers/selfsigned" }), 201)
+      local ipath = "/apis/cert-manager.io/v1/clusterissuers/"
+      -- nothing happens while cert-manager's controller is not available
+      sched.sleep(0.3)
+      assert.is_nil(condition(ok(get(ipath .. "letsencrypt-staging")), "Ready"))
+      lab:control("PATCH", "/profile", { k8s = { rollout_stuck = json.array({}) } })
+      bump("/apis/apps/v1/namespaces/cert-manager/deployments/cert-manager")
+      local ready = eventually(function()
+        local o = ok(get(ipath .. "letsencrypt-staging"))
+        local c = condition(o, "Ready")
+        return c and c.status == "True" and o
+      end, 10, "letsencrypt-staging Ready")
+      local c = condition(ready, "Ready")
+      assert.are.equal("ACMEAccountRegistered", c.reason)
+      assert.are.equal("The ACME account was registered with the ACME server", c.message)
+      assert.are.equal(ready.metadata.generation, c.observedGeneration)
+      assert.matches("^https://acme%-staging%-v02%.api%.letsencrypt%.org/acme/acct/%d+$", ready.status.acme.uri)
+      assert.are.equal("ops@lab.example.com", ready.status.acme.lastRegisteredEmail)
+      -- the ACME account key, in cert-manager's namespace
+      local key = ok(get("/api/v1/namespaces/cert-manager/secrets/letsencrypt-staging-account-key"))
+      assert.matches("^%-%-%-%-%-BEGIN RSA PRIVATE KEY%-%-%-%-%-\n", crypto.base64_decode(key.data["tls.key"]))
+      assert.are.equal("cert-manager", key.metadata.labels["app.kubernetes.io/managed-by"])
+      local ss = eventually(function()
+        local o = ok(get("/apis/cert-manager.io/v1/namespaces/default/issuers/selfsigned"))
+        return condition(o, "Ready") and o
+      end, 5, "the selfSigned Issuer")
+      assert.are.same({ "True", "IsReady" }, { condition(ss, "Ready").status, condition(ss, "Ready").reason })
+      -- the one held back fails registration, and heals once let go
+      local broken = condition(ok(get(ipath .. "letsencrypt-broken")), "Ready")
+      assert.are.equal("False", broken.status)
+      assert.are.equal("ErrRegisterACMEAccount", broken.reason)
+      assert.matches("^Failed to register ACME account: ", broken.message)
+      local t = ok(api("GET", "/apis/cert-manager.io/v1/clusterissuers", { accept = "application/json;as=Table;v=v1;g=meta.k8s.io" }))
+      assert.are.same({ "Name", "Ready", "Status", "Age" }, { t.columnDefinitions[1].name, t.columnDefinitions[2].name,
+        t.columnDefinitions[3].name, t.columnDefinitions[4].name })
+      assert.are.same({ "letsencrypt-broken", "False" }, { t.rows[1].cells[1], t.rows[1].cells[2] })
+      assert.are.same({ "letsencrypt-staging", "True" }, { t.rows[2].cells[1], t.rows[2].cells[2] })
+      lab:control("PATCH", "/profile", { k8s = { issuer_not_ready = json.array({}) } })
+      eventually(function() return condition(ok(get(ipath .. "letsencrypt-broken")), "Ready").status == "True" end, 5,
+        "letsencrypt-broken Ready")
+    end)
+
+    it("stores Argo CD's initial admin password once argocd-server is available, and only once", function()
+      lab:control("PATCH", "/profile", { k8s = { rollout_stuck = { "argocd/argocd-server" } } })
+      ok(apply({ apiVersion = "v1", kind = "Namespace", metadata = { name = "argocd" } }), 201)
+      ok(apply({ apiVersion = "v1", kind = "Secret", type = "Opaque", metadata = { name = "argocd-secret", namespace = "argocd",
+        labels = { ["app.kubernetes.io/part-of"] = "argocd" } } }), 201)
+      local dpath = "/apis/apps/v1/namespaces/argocd/deployments/argocd-server"
+      ok(apply({ apiVersion = "apps/v1", kind = "Deployment", metadata = { name = "argocd-server", namespace = "argocd" },
+        spec = { selector = { matchLabels = { app = "argocd-server" } },
+          template = { metadata = { labels = { app = "argocd-server" } }, spec = { containers = { { name = "argocd-server",
+            image = "quay.io/argoproj/argocd:v3.5.1" } } } } } }), 201)
+      local spath = "/api/v1/namespaces/argocd/secrets/argocd-initial-admin-secret"
+      sched.sleep(0.3)
+      assert.are.equal(404, get(spath).status) -- not before argocd-server runs
+      lab:control("PATCH", "/profile", { k8s = { rollout_stuck = json.array({}) } })
+      bump(dpath)
+      local s = eventually(function() local r = get(spath); return r.status == 200 and r.json end, 5, "the admin Secret")
+      local pw = crypto.base64_decode(s.data.password)
+      assert.matches("^[%w%-]+$", pw)
+      assert.are.equal(16, #pw)
+      assert.are.equal("Opaque", s.type)
+      local settings = ok(get("/api/v1/namespaces/argocd/secrets/argocd-secret"))
+      assert.matches("^%d+%-%d+%-%d+T", crypto.base64_decode(settings.data["admin.passwordMtime"]))
+      assert.are.equal(32, #crypto.base64_decode(settings.data["server.secretkey"]))
+      assert.is_truthy(managers(settings)["argocd-server/Update"])
+      -- deleted (as users are told to): argocd-server does not make it again
+      ok(api("DELETE", spath))
+      bump(dpath)
+      available(dpath)
+      sched.sleep(0.2)
+      assert.are.equal(404, get(spath).status)
+    end)
+
     it("fails MetalLB writes with the webhook error until the webhook is ready", function()
       local crd = {
         apiVersion = "apiextensions.k8s.io/v1", kind = "CustomResourceDefinition", metadata = { name = "ipaddresspools.metallb.io" },

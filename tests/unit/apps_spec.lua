@@ -315,15 +315,18 @@ describe("tlr.apps", function()
       local cfg = p.phases[4]
       assert.are.equal("configuration", cfg.name)
       assert.are.same({ wait = "crd", name = "clusterissuers.cert-manager.io" }, cfg.before[3])
+      -- Traefik first: its LoadBalancer Service is only healthy once MetalLB's pool exists
+      assert.are.same({ wait = "application", name = "traefik" }, cfg.after[1])
       assert.are.same({ wait = "condition", api_version = "cert-manager.io/v1", kind = "ClusterIssuer",
-        name = "letsencrypt-staging", type = "Ready" }, cfg.after[1])
+        name = "letsencrypt-staging", type = "Ready" }, cfg.after[2])
+      for _, w in ipairs(p.phases[3].after) do assert.are_not.equal("traefik", w.name) end
     end)
 
     it("can be limited to one environment and left unwaited", function()
       local p = assert(apps.plan(site { acme = { email = "a@b.c", issuers = { "staging" }, wait = false } }))
       assert.is_not_nil(find(p, "ClusterIssuer", "letsencrypt-staging"))
       assert.is_nil(find(p, "ClusterIssuer", "letsencrypt-production"))
-      assert.are.same({}, p.phases[4].after)
+      assert.are.same({ { wait = "application", name = "traefik" } }, p.phases[4].after)
     end)
   end)
 
@@ -508,7 +511,12 @@ describe("tlr.apps", function()
         local verb = call:match("^(%S+)")
         if verb ~= seq[#seq] then seq[#seq + 1] = verb end
       end
-      assert.are.same({ "apply", "wait_ready", "apply", "wait_application", "wait_crd", "apply", "wait_condition" }, seq)
+      -- after the configuration phase: the issuers and Traefik (whose Service needs the pool)
+      local last = { seq[7], seq[8] }
+      table.sort(last)
+      seq[7], seq[8] = nil, nil
+      assert.are.same({ "apply", "wait_ready", "apply", "wait_application", "wait_crd", "apply" }, seq)
+      assert.are.same({ "wait_application", "wait_condition" }, last)
       assert.matches("^apply 6 ", c.calls[3]) -- namespaces and Secrets, then the Applications
       assert.matches("^apply 4 ", c.calls[4])
       assert.are.equal("apply 60 argocd true nil", c.calls[1]) -- the Namespace and install.yaml's 59 objects

@@ -171,9 +171,16 @@ function M.plan(o)
     add(p2.objects, ns_object(certmanager.NAMESPACE))
     app(certmanager.application(chart("cert_manager", { values = cm.values })))
   end
+  -- Argo CD counts a LoadBalancer Service as Progressing until it has an
+  -- address, and MetalLB hands those out only once its pool exists (the
+  -- configuration phase): Traefik is waited for there, and not at all
+  -- without MetalLB (its Service would never get an address).
+  local traefik_wait
   if tr then
     add(p2.objects, ns_object(traefik.NAMESPACE))
-    app(traefik.application(chart("traefik", { values = tr.values, ip = tr.ip })))
+    local obj = traefik.application(chart("traefik", { values = tr.values, ip = tr.ip }))
+    add(p3.objects, obj)
+    traefik_wait = { wait = "application", name = obj.metadata.name }
   end
   if lb then
     add(p2.objects, metallb.namespace())
@@ -183,6 +190,7 @@ function M.plan(o)
       auto_assign = lb.auto_assign }) do
       add(p4.objects, obj)
     end
+    if traefik_wait then add(p4.after, traefik_wait) end
   end
   if dns then
     local d = common.copy(dns)

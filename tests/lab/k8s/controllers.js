@@ -8,7 +8,10 @@
 //   argo        argoproj.io Applications: OutOfSync/Missing -> Synced/Progressing
 //               -> Healthy (needs a ready argocd-application-controller
 //               StatefulSet; knobs: argo_stuck, argo_degraded); CreateNamespace=true;
-//               resources-finalizer released on delete
+//               the objects of known charts (addons.js, charts.js) created on
+//               sync, Healthy once they are, deleted before the
+//               resources-finalizer is released
+//   addons      cert-manager issuers Ready, Argo CD's initial admin Secret (addons.js)
 //   gc          dependents of deleted owners (ownerReferences), the orphan
 //               and foregroundDeletion finalizers
 //   metallb     LoadBalancer Services get an address from an IPAddressPool;
@@ -19,6 +22,7 @@ const crypto = require('crypto');
 const { globToRegExp } = require('../lab');
 const { CRD_KEY, NS_KEY } = require('./cluster');
 const { sortKeys } = require('./fields');
+const { Addons } = require('./addons');
 
 const KCM = 'kube-controller-manager';
 const WORKLOADS = ['apps/deployments', 'apps/statefulsets', 'apps/daemonsets', 'apps/replicasets'];
@@ -49,7 +53,8 @@ class Controllers {
   constructor(cluster) {
     this.c = cluster;
     this.pending = new Map(); // key -> timer (one pending step per object and controller)
-    this.handled = new Map(); // uid -> generation (workloads) or spec hash (Applications) already rolled out
+    this.handled = new Map(); // uid -> generation (workloads, issuers) or spec hash (Applications) already handled
+    this.addons = new Addons(this, { matches, setCondition, cond });
     cluster.store.listeners.push((ev) => this.onEvent(ev));
   }
 
@@ -77,6 +82,7 @@ class Controllers {
     if (key === 'apps/statefulsets' && o.metadata.name === 'argocd-application-controller') this.kickApplications();
     if (key === '/services' && ev.type !== 'DELETED') this.loadBalancer(o);
     if (key === 'metallb.io/ipaddresspools') this.schedule('lb-all', 'lb_ip', () => this.allLoadBalancers());
+    this.addons.onEvent(ev);
     if (ev.type === 'DELETED') {
       this.handled.delete(uid);
       this.schedule(`gc-${uid}`, 'gc', () => this.collectDependents(uid));
@@ -265,6 +271,7 @@ class Controllers {
       return undefined;
     });
     if (rt.key === 'apps/statefulsets' && orig.metadata.name === 'argocd-application-controller') this.kickApplications();
+    this.addons.workloadChanged(rt, orig.metadata.namespace, orig.metadata.name);
   }
 
   /** Available and Progressing as the deployment controller writes them (rs: the new ReplicaSet). */
@@ -317,10 +324,30 @@ class Controllers {
     });
   }
 
+  /** What a sync applies: the destination namespace (CreateNamespace=true), then the chart's objects. */
+  syncResources(a) {
+    const c = this.c;
+    const spec = a.spec || {};
+    const dest = spec.destination || {};
+    const sp = spec.syncPolicy || {};
+    if (dest.namespace && (sp.syncOptions || []).includes('CreateNamespace=true') && !c.namespace(dest.namespace)) {
+      const meta = sp.managedNamespaceMetadata || {};
+      c.createInternal(this.type(NS_KEY), { metadata: { name: dest.namespace, labels: meta.labels, annotations: meta.annotations } }, 'argocd-controller');
+    }
+    this.addons.sync(a);
+  }
+
   appStatus(rt, orig, phase, gen) {
     const c = this.c;
-    let created = null;
-    c.write(rt, orig.metadata.namespace, orig.metadata.name, 'argocd-application-controller', (a) => {
+    const ns = orig.metadata.namespace;
+    const name = orig.metadata.name;
+    if (phase === 'synced') {
+      const cur = c.get(rt, ns, name);
+      if (!cur || cur.metadata.deletionTimestamp || specHash(cur) !== gen) return;
+      this.syncResources(cur);
+    }
+    let health = null;
+    c.write(rt, ns, name, 'argocd-application-controller', (a) => {
       if (a.metadata.deletionTimestamp || (gen !== undefined && specHash(a) !== gen)) return false;
       const spec = a.spec || {};
       const src = spec.source || (spec.sources || [])[0] || {};
@@ -335,26 +362,36 @@ class Controllers {
         return undefined;
       }
       const degraded = matches(c.profile.argo_degraded, a);
+      const objects = this.addons.resources(a);
+      health = phase === 'healthy' ? (degraded ? 'Degraded' : this.addons.health(a)) : 'Progressing';
       st.sync = { status: 'Synced', comparedTo, revision };
-      st.operationState = {
-        operation: { sync: { revision, syncOptions: (spec.syncPolicy || {}).syncOptions }, initiatedBy: { automated: true } },
-        phase: 'Succeeded', message: 'successfully synced (all tasks run)', startedAt: (st.operationState || {}).startedAt || now,
-        finishedAt: now, syncResult: { revision, source: src, resources: [] },
-      };
-      st.health = { status: phase === 'healthy' ? (degraded ? 'Degraded' : 'Healthy') : 'Progressing', lastTransitionTime: now };
+      if (phase === 'synced' || !st.operationState) {
+        st.operationState = {
+          operation: { sync: { revision, syncOptions: (spec.syncPolicy || {}).syncOptions }, initiatedBy: { automated: true } },
+          phase: 'Succeeded', message: 'successfully synced (all tasks run)', startedAt: (st.operationState || {}).startedAt || now,
+          finishedAt: now, syncResult: { revision, source: src, resources: objects.map((r) => r.result) },
+        };
+      }
+      const prevHealth = st.health || {};
+      st.health = { status: health, lastTransitionTime: prevHealth.status === health && prevHealth.lastTransitionTime ? prevHealth.lastTransitionTime : now };
+      st.resources = objects.map((r) => r.status);
+      if (!st.resources.length) delete st.resources;
       st.reconciledAt = now;
       st.sourceType = src.chart ? 'Helm' : 'Directory';
       st.summary = st.summary || {};
       a.status = st;
-      if (phase === 'synced' && dest.namespace && ((spec.syncPolicy || {}).syncOptions || []).includes('CreateNamespace=true')) created = { ns: dest.namespace, meta: (spec.syncPolicy || {}).managedNamespaceMetadata };
       return undefined;
     });
-    if (created && !c.namespace(created.ns)) {
-      c.createInternal(this.type(NS_KEY), { metadata: { name: created.ns, labels: (created.meta || {}).labels, annotations: (created.meta || {}).annotations } }, 'argocd-controller');
-    }
+    if (phase === 'healthy' && health) this.addons.wait(rt, orig, gen, health === 'Healthy' || matches(c.profile.argo_degraded, orig));
   }
 
+  /** The resources finalizer: the Application's objects are deleted first, then the finalizer goes. */
   releaseApplication(rt, a) {
+    const left = this.addons.prune(a);
+    if (left) {
+      this.schedule(`app-${a.metadata.uid}`, this.poll('gc'), () => this.releaseApplication(rt, a));
+      return;
+    }
     this.c.write(rt, a.metadata.namespace, a.metadata.name, 'argocd-application-controller', (o) => {
       o.metadata.finalizers = (o.metadata.finalizers || []).filter((f) => !f.startsWith('resources-finalizer.argocd.argoproj.io'));
     }, { sub: '' });
@@ -437,8 +474,12 @@ class Controllers {
       const c = this.c;
       const used = new Set();
       for (const s of c.list(this.type('/services'))) for (const i of ((s.status || {}).loadBalancer || {}).ingress || []) used.add(i.ip);
-      const wanted = (svc.metadata.annotations || {})['metallb.universe.tf/loadBalancerIPs'] || svc.spec.loadBalancerIP;
-      const ip = wanted || this.pools().find((x) => !used.has(x));
+      const ann = svc.metadata.annotations || {};
+      const asked = ann['metallb.io/loadBalancerIPs'] || ann['metallb.universe.tf/loadBalancerIPs'];
+      const wanted = (asked && asked.split(',')[0].trim()) || svc.spec.loadBalancerIP;
+      const pool = this.pools();
+      // an address asked for must be in a pool and free (MetalLB: AllocationFailed otherwise)
+      const ip = wanted ? (pool.includes(wanted) && !used.has(wanted) ? wanted : null) : pool.find((x) => !used.has(x));
       if (!ip) return;
       c.write(this.type('/services'), svc.metadata.namespace, svc.metadata.name, 'metallb-controller', (s) => {
         if (s.spec.type !== 'LoadBalancer') return false;

@@ -21,6 +21,11 @@ const realistic = {
   argo_health: 10, // Application -> Healthy
   argo_stuck: [], // Applications that stay OutOfSync/Missing
   argo_degraded: [], // Applications that sync but end Degraded
+  argo_lb_health: true, // Applications with a LoadBalancer Service stay Progressing until it has an address (Argo CD's Service health)
+  argo_admin_secret: 2, // argocd-server available -> argocd-initial-admin-secret (argocd-server's first start)
+  issuer_needs_controller: true, // issuers become Ready only while a cert-manager controller Deployment is available
+  issuer_ready: 3, // ClusterIssuer/Issuer (new generation) -> Ready (ACME: account key + registration)
+  issuer_not_ready: [], // issuers that stay Ready=False (ACME registration fails; retried, so removing the glob heals them)
   gc: 0.1, // garbage collector: dependents of deleted owners, orphan/foreground finalizers
   webhook_not_ready: 20, // MetalLB validating webhooks fail for this long after their CRD is established
   webhook_not_ready_requests: 0, // ... and for this many MetalLB write requests
@@ -46,6 +51,11 @@ const test = {
   argo_health: 0.1,
   argo_stuck: [],
   argo_degraded: [],
+  argo_lb_health: true,
+  argo_admin_secret: 0.01,
+  issuer_needs_controller: true,
+  issuer_ready: 0.05,
+  issuer_not_ready: [],
   gc: 0.01,
   webhook_not_ready: 0,
   webhook_not_ready_requests: 0,

@@ -82,14 +82,27 @@ const PRINTERS = {
   }],
 };
 
-/** A JSONPath of additionalPrinterColumns (".status.sync.status", ".spec.items[0].x"). */
+/**
+ * A JSONPath of additionalPrinterColumns (".status.sync.status",
+ * ".spec.items[0].x", and filters as cert-manager's columns use them:
+ * '.status.conditions[?(@.type == "Ready")].status', first match).
+ */
 function jsonPath(obj, path) {
   let cur = obj;
-  for (const part of String(path).replace(/^\{?\.?/, '').replace(/\}$/, '').split('.').filter(Boolean)) {
-    const m = /^([^[]*)((?:\[\d+\])*)$/.exec(part);
+  const filters = [];
+  const text = String(path).replace(/^\{?\.?/, '').replace(/\}$/, '')
+    .replace(/\[\?\(@\.([\w-]+)\s*==\s*(?:"([^"]*)"|'([^']*)')\)\]/g, (_, k, a, b) => { filters.push([k, a ?? b]); return `[?${filters.length - 1}]`; });
+  for (const part of text.split('.').filter(Boolean)) {
+    const m = /^([^[]*)((?:\[(?:\d+|\?\d+)\])*)$/.exec(part);
     if (!m) return undefined;
     if (m[1]) cur = cur && typeof cur === 'object' ? cur[m[1]] : undefined;
-    for (const idx of m[2].match(/\d+/g) || []) cur = Array.isArray(cur) ? cur[Number(idx)] : undefined;
+    for (const [, q, idx] of m[2].matchAll(/\[(\??)(\d+)\]/g)) {
+      if (!Array.isArray(cur)) return undefined;
+      if (q) {
+        const [k, v] = filters[Number(idx)];
+        cur = cur.find((x) => x && typeof x === 'object' && String(x[k]) === v);
+      } else cur = cur[Number(idx)];
+    }
   }
   return cur;
 }
