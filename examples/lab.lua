@@ -1,6 +1,6 @@
 -- The lab site: what `make demo` deploys on the lab started by `make lab`.
 --
---   make lab && . build/lab/env && tlr run recipes/cluster.lua examples/lab.lua
+--   make lab && set -a && . build/lab/env && set +a && build/tlr run recipes/cluster.lua examples/lab.lua
 --
 -- 3 control planes and 2 workers spread over the lab's three Proxmox hosts
 -- (pve1..pve3, one API endpoint as in a real PVE cluster), static addresses

@@ -1,0 +1,230 @@
+--- tlr.engine.steps: the operations recipes compose.  Each takes the engine
+--- context, reads the current state, reports the difference, acts unless
+--- planning, waits and records into the inventory.
+local engine_check = function(...) return require("tlr.engine").check(...) end
+local sched = require "tlr.sched"
+local vm = require "tlr.proxmox.vm"
+
+local M = {}
+
+local function node_inv(ctx, name)
+  ctx.inv.nodes[name] = ctx.inv.nodes[name] or {}
+  return ctx.inv.nodes[name]
+end
+
+local function pve_version(pve)
+  local v = engine_check("proxmox version", pve:get("/version"))
+  local major, minor = tostring(v.version or v.release or "9.0"):match("^(%d+)%.(%d+)")
+  return { major = tonumber(major) or 9, minor = tonumber(minor) or 0 }
+end
+
+-- ========== image ==========
+
+--- The Talos image on each host's image storage (registered with the
+--- factory and downloaded only when missing).  Sets ctx.images[host].
+function M.image(ctx)
+  local s = ctx.site
+  ctx.images = ctx.images or {}
+  local hosts = {}
+  for name, h in pairs(s.proxmox.hosts) do
+    if #h.nodes > 0 then hosts[#hosts + 1] = { name = name, h = h } end
+  end
+  table.sort(hosts, function(a, b) return a.name < b.name end)
+  local registration -- one task registers the schematic; the others wait for it
+  local function register()
+    registration = registration or sched.spawn("factory schematic", function()
+      local ext = {}
+      for _, e in ipairs(s.talos.extensions or {}) do
+        ext[#ext + 1] = e:find("/", 1, true) and e or ("siderolabs/" .. e)
+      end
+      return engine_check("factory schematic", require("tlr.talos.factory").register(s.talos.factory,
+        { extensions = ext, extra_kernel_args = s.talos.kernel_args }))
+    end)
+    return registration:wait()
+  end
+  ctx:each("image", hosts, function(item)
+    local pve = ctx:pve(item.name)
+    local src = vm.image_source { factory = s.talos.factory, schematic = s.talos.schematic_id,
+      version = s.talos.version, platform = s.talos.platform, arch = s.talos.arch,
+      pve_version = pve_version(pve) }
+    local want = { node = item.name, storage = item.h.image_storage, url = src.url,
+      filename = src.filename, content = src.content }
+    local probe = engine_check("image " .. item.name, vm.ensure_image(pve, {
+      node = want.node, storage = want.storage, url = want.url, filename = want.filename,
+      content = want.content, dry_run = true }))
+    if probe.changed then
+      ctx:change("create", string.format("image %s on %s", probe.volid or want.filename, item.name))
+      if not ctx.plan then
+        register()
+        probe = engine_check("image " .. item.name, vm.ensure_image(pve, want))
+      end
+    end
+    ctx.images[item.name] = { volid = probe.volid or string.format("%s:%s/%s", want.storage,
+      want.content, want.filename), content = want.content }
+    if not ctx.plan then ctx.inv.images = ctx.inv.images or {}; ctx.inv.images[item.name] = ctx.images[item.name].volid end
+  end)
+end
+
+-- ========== VMs ==========
+
+local function vm_spec(ctx, n)
+  local s = ctx.site
+  local img = (ctx.images or {})[n.host]
+  local tags = { "talos", n.role, s.name }
+  for _, t in ipairs(n.tags or {}) do tags[#tags + 1] = t end
+  local spec = {
+    node = n.host, name = n.name, vmid = n.vmid or node_inv(ctx, n.name).vmid, cores = n.cores,
+    memory = n.memory, mac = n.mac, bridge = n.bridge, vlan = s.network.vlan, tags = tags,
+    disk = { storage = n.storage, size = n.disk, image = img and img.volid },
+    cloudinit = { ip = n.dhcp and "dhcp" or n.cidr, gw = not n.dhcp and s.network.gateway or nil,
+      nameserver = (#(s.network.nameservers or {}) > 0) and s.network.nameservers or nil,
+      searchdomain = (#(s.network.search_domains or {}) > 0) and s.network.search_domains[1] or nil },
+  }
+  return spec
+end
+
+--- Creates or updates the VMs of `nodes` (default: all) in parallel, starts
+--- them and learns their addresses.
+function M.vms(ctx, nodes)
+  nodes = nodes or ctx.site.nodes
+  if not ctx.images then M.image(ctx) end
+  ctx:each("vm", nodes, function(n)
+    local pve = ctx:pve(n.host)
+    local spec = vm_spec(ctx, n)
+    local res = engine_check("vm " .. n.name, vm.ensure(pve, spec, { dry_run = ctx.plan }))
+    if res.action == "create" then
+      ctx:change("create", string.format("vm %s (%s, %d cores, %d MiB, %d GiB)", n.name, n.host,
+        n.cores, n.memory, n.disk))
+    elseif res.action == "update" then
+      ctx:change("update", "vm " .. n.name, res.changes)
+    end
+    if ctx.plan then return end
+    local inv = node_inv(ctx, n.name)
+    if res.action == "create" then
+      -- a new VM is a new machine: whatever the inventory says about the old one is void
+      inv.config_hash, inv.ip = nil, nil
+      if n.name == ctx.site.bootstrap then ctx.inv.bootstrapped, ctx.inv.apps_digest = nil, nil end
+    end
+    inv.vmid, inv.host, inv.mac, inv.role = res.vmid, n.host, n.mac, n.role
+    if res.restart and res.action == "update" then
+      engine_check("vm " .. n.name, vm.shutdown(pve, n.host, res.vmid, 120))
+    end
+    local st = engine_check("vm " .. n.name, vm.start(pve, n.host, res.vmid))
+    if st.changed and res.action ~= "create" then ctx:change("update", "vm " .. n.name .. " power", { { "status", "stopped", "running" } }) end
+    if n.dhcp then
+      local ips = engine_check("vm " .. n.name .. " address", vm.wait_ip(pve, n.host, res.vmid, { timeout = 600 }))
+      inv.ip = ips.ipv4 and ips.ipv4[1] or (ips.ipv6 or {})[1]
+    else
+      inv.ip = n.ip
+    end
+  end)
+  ctx:save()
+end
+
+--- The address of a node: the site's, or what the inventory learnt.
+function M.ip(ctx, n)
+  return n.ip or node_inv(ctx, n.name).ip
+end
+
+-- ========== DNS ==========
+
+function M.zone(ctx)
+  local d = ctx.site.dns
+  if not d then return nil end
+  local dns = require "tlr.dns"
+  if d.provider == "rfc2136" then
+    return dns.rfc2136 { server = d.server, port = d.port, zone = d.zone, key_name = d.key_name,
+      key_algorithm = d.key_algorithm, key_secret = d.key_secret, transport = d.transport }
+  end
+  return dns.cloudflare { token = d.token, zone = d.zone, zone_id = d.zone_id, api = d.api, ca_file = d.ca_file }
+end
+
+function M.dns_sets(ctx)
+  local s, d = ctx.site, ctx.site.dns
+  local sets = {}
+  local family = function(ip) return ip:find(":", 1, true) and "AAAA" or "A" end
+  if d.node_records then
+    for _, n in ipairs(s.nodes) do
+      local ip = M.ip(ctx, n)
+      if ip then sets[#sets + 1] = { name = n.name, type = family(ip), ttl = d.ttl, values = { ip } } end
+    end
+  end
+  if d.api_name then
+    local vals = {}
+    if s.network.vip then vals = { s.network.vip } else
+      for _, n in ipairs(ctx:nodes("controlplane")) do vals[#vals + 1] = M.ip(ctx, n) end
+    end
+    if #vals > 0 then sets[#sets + 1] = { name = d.api_name, type = family(vals[1]), ttl = d.ttl, values = vals } end
+  end
+  return sets
+end
+
+--- All records in one update.
+function M.dns(ctx)
+  local zone = M.zone(ctx)
+  if not zone then return end
+  local sets = M.dns_sets(ctx)
+  local res = engine_check("dns", zone:ensure(sets, { dry_run = ctx.plan }))
+  for _, r in ipairs(res.sets or {}) do
+    if r.changed then
+      local had = r.remove and #r.remove > 0
+      if had then
+        ctx:change("update", "dns " .. r.name .. " " .. r.type, { { "values",
+          table.concat(r.remove, ","), table.concat(r.add or {}, ",") } })
+      else
+        ctx:change("create", string.format("dns %s %s %s", r.name, r.type, table.concat(r.add or {}, ",")))
+      end
+    end
+  end
+  if not ctx.plan then
+    ctx.inv.dns = {}
+    for _, set in ipairs(sets) do ctx.inv.dns[#ctx.inv.dns + 1] = { name = set.name, type = set.type } end
+    ctx:save()
+  end
+end
+
+-- ========== destroy ==========
+
+--- Takes down `nodes` (default: all): Talos reset (best effort, not
+--- graceful: the cluster goes too), VMs stopped and purged, DNS records
+--- removed; the inventory forgets them.  Secrets stay.
+function M.teardown(ctx, nodes)
+  local all = nodes == nil
+  nodes = nodes or ctx.site.nodes
+  local zone = M.zone(ctx)
+  if zone then
+    local sets = {}
+    for _, n in ipairs(nodes) do
+      if ctx.site.dns.node_records then sets[#sets + 1] = { name = n.name, type = "A" } end
+    end
+    if all and ctx.site.dns.api_name then sets[#sets + 1] = { name = ctx.site.dns.api_name, type = "A" } end
+    local res = engine_check("dns", zone:delete(sets, { dry_run = ctx.plan }))
+    for _, r in ipairs(res.sets or {}) do
+      if r.changed then ctx:change("delete", "dns " .. r.name .. " " .. r.type) end
+    end
+  end
+  ctx:each("delete vm", nodes, function(n)
+    local pve = ctx:pve(n.host)
+    local inv = ctx.inv.nodes[n.name] or {}
+    local found = engine_check("vm " .. n.name, vm.find(pve, { vmid = n.vmid or inv.vmid, name = n.name }))
+    if found and found.name == n.name then
+      ctx:change("delete", string.format("vm %s (%d on %s)", n.name, found.vmid, found.node))
+      if not ctx.plan then
+        if inv.config_hash and ctx.state:read("talosconfig") then
+          local c = require("tlr.talos.client").connect(M.ip(ctx, n), { talosconfig = ctx.state:read("talosconfig") })
+          if c then c:reset { graceful = false, reboot = false } end
+        end
+        engine_check("vm " .. n.name, vm.delete(pve, found.node, found.vmid))
+      end
+    end
+    if not ctx.plan then ctx.inv.nodes[n.name] = nil end
+  end)
+  if all and not ctx.plan then
+    ctx.inv.bootstrapped, ctx.inv.apps_digest, ctx.inv.dns = nil, nil, nil
+    for _, f in ipairs { "kubeconfig", "talosconfig" } do os.remove(ctx.state:path(f)) end
+    if ctx.args.purge_state then os.remove(ctx.state:path("secrets")) end
+  end
+  ctx:save()
+end
+
+return M

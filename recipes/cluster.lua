@@ -1,0 +1,17 @@
+-- The whole flow (the seed's main.tf): image → VMs → DNS records → Talos
+-- configs in maintenance mode → bootstrap → health → kubeconfig → apps,
+-- then the nodes as Kubernetes sees them.
+--   tlr run|plan|destroy recipes/cluster.lua SITE   (or --site SITE, or $TLR_SITE)
+local engine = require "tlr.engine"
+local step = engine.steps
+engine.open():run {
+  { "image", step.image },
+  { "vms", step.vms },
+  { "dns", step.dns },
+  { "configs", step.configs },
+  { "bootstrap", step.bootstrap },
+  { "health", step.health },
+  { "kubeconfig", step.kubeconfig },
+  { "apps", step.apps },
+  { "nodes", step.list_nodes },
+}

@@ -1,0 +1,120 @@
+-- The engine and recipes end to end on a private lab (Proxmox, Image Factory,
+-- Talos nodes, Kubernetes, BIND): bring-up with recipes/cluster.lua, plan
+-- after run is empty, a re-run makes no mutating call (the fakes' request
+-- log), an invalid site fails before any request, destroy leaves nothing.
+local H = require "helper"
+local L = require "lab_helper"
+local json = require "tlr.json"
+
+local bin = os.getenv("TLR_BIN") or "build/tlr"
+
+local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+describe("engine and recipes", function()
+  local dir, env, net, site_file
+
+  -- runs `tlr MODE RECIPE SITE` with the lab's environment; returns stdout+stderr, status
+  local function tlr(mode, recipe, site, extra)
+    local vars = {}
+    for k, v in pairs(env) do vars[#vars + 1] = k .. "=" .. quote(v) end
+    vars[#vars + 1] = "TLR_ARGOCD_MANIFEST=tests/fixtures/argocd/install.yaml"
+    return H.capture(string.format("env %s %s %s %s %s %s", table.concat(vars, " "), bin, mode,
+      recipe, quote(site or site_file), extra or ""))
+  end
+
+  local function control(method, path)
+    local out = H.capture(string.format("curl -s -X %s %s", method, quote(env.LAB_CONTROL .. path)))
+    return json.decode(out)
+  end
+
+  local function mutating()
+    local list = {}
+    for _, e in ipairs(control("GET", "/log?limit=5000") or {}) do
+      local read = e.method == "GET" or (e.service == "talos" and (e.path:match("/Version$")
+        or e.path:match("/ServiceList$") or e.path:match("/EtcdMemberList$")
+        or e.path:match("/cosi%.resource%.State/Get$") or e.path:match("/Disks$")))
+      if not read then list[#list + 1] = e.service .. " " .. e.method .. " " .. e.path end
+    end
+    return list
+  end
+
+  setup(function()
+    dir = H.tmpdir()
+    math.randomseed(os.time())
+    net = "127." .. math.random(100, 250)
+    local out, rc = H.capture("bash tests/lab/ctl.sh start " .. quote(dir .. "/lab") .. " " .. net .. " test")
+    assert(rc == 0, out)
+    env = assert(L.read_env(dir .. "/lab/env"))
+    local text = H.read("examples/lab.lua"):gsub("127%.77%.", net .. ".")
+    text = text:gsub('\n  name = "lab",\n', '\n  name = "lab",\n  state_dir = "' .. dir .. '/state",\n', 1)
+    site_file = dir .. "/site.lua"
+    H.write(site_file, text)
+  end)
+
+  teardown(function()
+    if dir then H.capture("bash tests/lab/ctl.sh stop " .. quote(dir .. "/lab")) end
+  end)
+
+  it("refuses an invalid site before any request, exit 2", function()
+    control("DELETE", "/log")
+    local bad = dir .. "/bad.lua"
+    H.write(bad, H.read(site_file):gsub('ip = "' .. net:gsub("%.", "%%.") .. '%.0%.12"',
+      'ip = "' .. net .. '.0.11"'))
+    local out, rc = tlr("run", "recipes/cluster.lua", bad)
+    assert.are.equal(2, rc, out)
+    assert.matches("bad%.lua: nodes", out)
+    assert.are.same({}, control("GET", "/log?limit=100"))
+  end)
+
+  it("brings up the cluster: VMs, records, Talos, kubeconfig, apps, nodes", function()
+    local out, rc = tlr("run", "recipes/cluster.lua")
+    assert.are.equal(0, rc, out)
+    for _, want in ipairs { "+ create vm cp1", "+ create vm w2", "+ create dns api.lab.test",
+      "+ create talos config cp3", "+ create etcd bootstrap on cp1", "+ create kubeconfig",
+      "+ create apps", "NAME%s+STATUS", "cp1%s+Ready" } do
+      assert.matches(want, out)
+    end
+    assert.matches("run in [%d.]+s %(image [%d.]+s, vms", out)
+    local st = control("GET", "/pve/state")
+    local count = 0
+    for _, node in pairs(st.nodes) do for _ in pairs(node.vms or {}) do count = count + 1 end end
+    assert.are.equal(5, count)
+    local dig = H.capture(string.format("dig +short -p %s @%s w2.lab.test A", env.DNS_PORT, env.DNS_SERVER))
+    assert.matches(net:gsub("%.", "%%.") .. "%.0%.22", dig)
+    -- state: private files, the kubeconfig works
+    local mode = H.capture("stat -c %a " .. quote(dir .. "/state/kubeconfig"))
+    assert.matches("^600", mode)
+    assert.matches("certificate%-authority%-data", H.read(dir .. "/state/kubeconfig"))
+  end)
+
+  it("plans nothing after a run", function()
+    local out, rc = tlr("plan", "recipes/cluster.lua")
+    assert.are.equal(0, rc, out)
+    assert.matches("No changes%.", out)
+    assert.not_matches("\n[%+~!%-] ", out)
+  end)
+
+  it("re-runs without a single mutating call, every recipe alone too", function()
+    control("DELETE", "/log")
+    for _, r in ipairs { "cluster", "image", "control-plane", "worker", "dns", "bootstrap", "apps" } do
+      local out, rc = tlr("run", "recipes/" .. r .. ".lua")
+      assert.are.equal(0, rc, r .. ": " .. out)
+      assert.matches("Up to date: nothing changed%.", out)
+    end
+    assert.are.same({}, mutating())
+    assert.is_true(#control("GET", "/log?limit=5000") > 0) -- it did read
+  end)
+
+  it("destroys: no VMs, no records, the secrets kept", function()
+    local secrets = H.read(dir .. "/state/secrets.yaml")
+    local out, rc = tlr("destroy", "recipes/cluster.lua")
+    assert.are.equal(0, rc, out)
+    assert.matches("%- delete vm cp1", out)
+    local st = control("GET", "/pve/state")
+    for _, node in pairs(st.nodes) do assert.are.same({}, node.vms or {}) end
+    local dig = H.capture(string.format("dig +short -p %s @%s cp1.lab.test A", env.DNS_PORT, env.DNS_SERVER))
+    assert.are.equal("", dig)
+    assert.are.equal(secrets, H.read(dir .. "/state/secrets.yaml"))
+    assert.matches("%- delete dns api%.lab%.test", out)
+  end)
+end)
