@@ -10,6 +10,7 @@ commands:
   plan FILE [ARGS]     show what `run` would change, changing nothing
   destroy FILE [ARGS]  take down what the recipe describes
   repl                 interactive Lua with the tlr modules (Proxmox, Talos, Kubernetes)
+  output WHAT SITE     print kubeconfig, talosconfig, secrets or inventory from the state
   version              versions of tlr and the libraries it uses
   help [COMMAND]       this text, or one command's
   -e CODE              run a chunk of Lua
@@ -40,6 +41,12 @@ usage: tlr repl
 Interactive Lua with line editing, history (~/.tlr_history), multi-line
 input and pretty-printed results.  `tlr` is loaded; type :help inside.
 Ctrl-C cancels the running call; Ctrl-D leaves.]],
+  output = [[
+usage: tlr output kubeconfig|talosconfig|secrets|inventory SITE
+Prints one file of the cluster's state directory (the site file says where
+it is) to standard output, for scripts: tlr output kubeconfig site.lua > kc.
+SITE may also be given as --site SITE or $TLR_SITE.  Exit 2 when the file
+does not exist yet.]],
   version = [[
 usage: tlr version
 Prints the versions of tlr, Lua, libcurl, nghttp2, OpenSSL, libyaml and zlib.]],
@@ -175,6 +182,24 @@ function M.main(argv)
   elseif command == "run" or command == "plan" or command == "destroy" then
     local path = table.remove(rest, 1)
     return script_command(opts, command, path, rest)
+  elseif command == "output" then
+    return run_main(opts, function()
+      local errors = require "tlr.errors"
+      local what = table.remove(rest, 1)
+      if not require("tlr.state").FILES[what] then
+        errors.raise("EUSAGE", "output: say kubeconfig, talosconfig, secrets or inventory")
+      end
+      local a = require("tlr.engine").args(rest)
+      local site, msg, code = require("tlr.site").load(a.site)
+      if not site then errors.raise(code or "EINVAL", msg) end
+      local st = errors.check(require("tlr.state").open(site.state_dir, { lock = false }))
+      local text, rmsg, rcode = st:read(what)
+      if not text then
+        if rmsg then errors.raise(rcode, rmsg) end
+        errors.raise("EINVAL", st:path(what) .. " does not exist yet: run a recipe first")
+      end
+      io.stdout:write(text)
+    end)
   elseif command == "repl" then
     return require("tlr.repl").main(opts)
   elseif command == "version" then

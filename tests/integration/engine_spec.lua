@@ -87,6 +87,24 @@ describe("engine and recipes", function()
     assert.matches("certificate%-authority%-data", H.read(dir .. "/state/kubeconfig"))
   end)
 
+  it("prints state files for scripts with tlr output", function()
+    local vars = {}
+    for k, v in pairs(env) do vars[#vars + 1] = k .. "=" .. quote(v) end
+    local function output(args)
+      local p = io.popen(string.format("env %s %s output %s 2>/dev/null", table.concat(vars, " "), bin, args))
+      local out = p:read("a")
+      local ok, _, status = p:close()
+      return out, ok and 0 or status
+    end
+    local out, rc = output("kubeconfig " .. quote(site_file))
+    assert.are.equal(0, rc)
+    assert.are.equal(H.read(dir .. "/state/kubeconfig"), out)
+    local inv = output("inventory --site " .. quote(site_file))
+    assert.matches('"nodes"', inv)
+    local _, bad = output("nonsense " .. quote(site_file))
+    assert.are.equal(2, bad)
+  end)
+
   it("plans nothing after a run", function()
     local out, rc = tlr("plan", "recipes/cluster.lua")
     assert.are.equal(0, rc, out)
