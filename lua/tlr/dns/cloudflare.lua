@@ -581,7 +581,7 @@ end
 function Provider:delete(sets, o)
   o = check("delete", o, { dry_run = "boolean" })
   local list = as_list(sets, "delete")
-  local todo = {}
+  local wanted = {}
   for i, s in ipairs(list) do
     check("delete", s, SET_SPEC) -- ttl, proxied and comment are ignored
     local d = { fqdn = self:name_of(s.name, "delete"), type = type_of("delete", s.type) }
@@ -589,10 +589,10 @@ function Provider:delete(sets, o)
       d.only = {}
       for _, v in ipairs(s.values) do d.only[canon(d.type, v) or v] = true end
     end
-    todo[i] = d
+    wanted[i] = d
   end
   local result = { changed = false, deleted = 0, sets = {} }
-  for i, d in ipairs(todo) do
+  for i, d in ipairs(wanted) do
     local set, msg, code = self:with_name(d.fqdn, function()
       local recs, msg, code = self:at(d.fqdn)
       if not recs then return nil, msg, code end
