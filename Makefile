@@ -124,7 +124,7 @@ test-one: build
 # The engine and recipes are a first cut (issue 6 is open): see docs/recipes.md.
 demo: deps build lab
 	@set -a && . ./$(LAB_DIR)/env && set +a && \
-	  TLR_ARGOCD_MANIFEST=tests/fixtures/argocd/install.yaml $(BUILD)/tlr run recipes/cluster.lua examples/lab.lua
+	  $(BUILD)/tlr run recipes/cluster.lua examples/lab.lua
 
 # Ansible only for the Proxmox bench's comparison (bench/proxmox.lua)
 bench: deps build

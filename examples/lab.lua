@@ -71,6 +71,7 @@ return {
     ingress = { controller = "traefik", ip = "127.77.0.100" },
     cert_manager = { email = "admin@lab.test", cloudflare_token = "env:CLOUDFLARE_TOKEN", staging = true },
     external_dns = { sources = { "service", "ingress" } },
-    argocd = { repo = "https://git.lab.test/platform/apps.git", path = "apps" },
+    argocd = { repo = "https://git.lab.test/platform/apps.git", path = "apps",
+      manifest = "tests/fixtures/argocd/install.yaml" }, -- the lab has no internet: a local install.yaml
   },
 }

@@ -17,7 +17,6 @@ describe("engine and recipes", function()
   local function tlr(mode, recipe, site, extra)
     local vars = {}
     for k, v in pairs(env) do vars[#vars + 1] = k .. "=" .. quote(v) end
-    vars[#vars + 1] = "TLR_ARGOCD_MANIFEST=tests/fixtures/argocd/install.yaml"
     return H.capture(string.format("env %s %s %s %s %s %s", table.concat(vars, " "), bin, mode,
       recipe, quote(site or site_file), extra or ""))
   end

@@ -219,9 +219,12 @@ function M.apps_plan(ctx)
     o.git = { repo = a.argocd.repo, revision = a.argocd.revision, path = a.argocd.path,
       username = a.argocd.username, password = a.argocd.password, ssh_private_key = a.argocd.ssh_key }
   end
-  -- a local copy or mirror of Argo CD's install.yaml (no network in the lab)
-  local file, url = os.getenv("TLR_ARGOCD_MANIFEST"), os.getenv("TLR_ARGOCD_URL")
-  if file or url then o.argocd = { file = file, url = url } end
+  -- a local copy or a mirror of Argo CD's install.yaml (air-gapped sites, the lab)
+  local m = a.argocd and a.argocd.manifest
+  if m then
+    o.argocd = { sha256 = a.argocd.manifest_sha256 }
+    if m:match("^https?://") then o.argocd.url = m else o.argocd.file = m end
+  end
   return check("apps", require("tlr.apps").plan(o))
 end
 

@@ -304,6 +304,8 @@ M.APPS = {
     field("username", str(nil, { ref = true })),
     field("password", str(nil, { secret = true })),
     field("ssh_key", str(nil, { secret = true })),
+    field("manifest", str()),
+    field("manifest_sha256", str()),
   }),
 }
 

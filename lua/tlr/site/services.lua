@@ -3,6 +3,7 @@
 --- node, the VIP or the gateway), the ingress address, cert-manager's
 --- solver, external-dns's zone, Argo CD's repository credentials.
 local yaml = require "tlr.yaml"
+local fs = require "tlr.fs"
 local net = require "tlr.site.net"
 local F = require "tlr.site.fields"
 local S = require "tlr.site.schema"
@@ -180,8 +181,17 @@ function M.apps(ctx, site, a, subnet, ips, gw, vip)
       ctx:err("apps.argocd.ssh_key", "the repo is not an SSH URL (use password for https)")
     end
     if g.password and ssh then ctx:err("apps.argocd.password", "the repo is an SSH URL (use ssh_key)") end
+    local manifest = g.manifest
+    if manifest and not manifest:match("^https?://") then
+      manifest = fs.abs(manifest)
+      if not fs.exists(manifest) then ctx:err("apps.argocd.manifest", "no such file '%s'", g.manifest) end
+    end
+    if g.manifest_sha256 and not (#g.manifest_sha256 == 64 and g.manifest_sha256:match("^%x+$")) then
+      ctx:err("apps.argocd.manifest_sha256", "must be 64 hex digits")
+    end
     apps.argocd = { repo = g.repo, revision = g.revision or "HEAD", path = g.path or ".",
-      version = g.version, username = g.username, password = g.password, ssh_key = g.ssh_key }
+      version = g.version, username = g.username, password = g.password, ssh_key = g.ssh_key,
+      manifest = manifest, manifest_sha256 = g.manifest_sha256 and g.manifest_sha256:lower() }
   end
   for _, k in ipairs { "metallb", "ingress", "cert_manager", "external_dns", "argocd" } do
     if apps[k] == nil then apps[k] = false end

@@ -245,6 +245,28 @@ function Client:etcd_member_list(o)
   return messages[1].members
 end
 
+--- Makes the node leave etcd (it must be a control plane; the others keep quorum).
+function Client:etcd_leave_cluster()
+  local messages, msg, code, details = self:call("EtcdLeaveCluster", {})
+  if not messages then return nil, msg, code, details end
+  return one_or_all(self, messages)
+end
+
+--- Removes a member by id through this node (for a member that is gone).
+function Client:etcd_remove_member(id)
+  if math.type(id) ~= "integer" then error("talos.etcd_remove_member: id must be an integer", 2) end
+  local messages, msg, code, details = self:call("EtcdRemoveMemberByID", { member_id = id })
+  if not messages then return nil, msg, code, details end
+  return one_or_all(self, messages)
+end
+
+--- Hands etcd leadership to another member if this node holds it.
+function Client:etcd_forfeit_leadership()
+  local messages, msg, code, details = self:call("EtcdForfeitLeadership", {})
+  if not messages then return nil, msg, code, details end
+  return one_or_all(self, messages)
+end
+
 --- Starts an upgrade to `image`; returns {ack, actor_id}.
 function Client:upgrade(image, o)
   o = check("talos.upgrade", o, { stage = "boolean", force = "boolean", preserve = "boolean" })

@@ -133,6 +133,20 @@ M.decls = {
   },
   { message = "machine.EtcdMemberListResponse", { 1, "messages", "EtcdMembers", repeated = true } },
 
+  -- machine.EtcdLeaveCluster, EtcdRemoveMemberByID, EtcdForfeitLeadership
+  { message = "machine.EtcdLeaveClusterRequest" },
+  { message = "machine.EtcdLeaveCluster", { 1, "metadata", "common.Metadata" } },
+  { message = "machine.EtcdLeaveClusterResponse", { 1, "messages", "EtcdLeaveCluster", repeated = true } },
+  { message = "machine.EtcdRemoveMemberByIDRequest", { 1, "member_id", "uint64" } },
+  { message = "machine.EtcdRemoveMemberByID", { 1, "metadata", "common.Metadata" } },
+  { message = "machine.EtcdRemoveMemberByIDResponse", { 1, "messages", "EtcdRemoveMemberByID", repeated = true } },
+  { message = "machine.EtcdForfeitLeadershipRequest" },
+  { message = "machine.EtcdForfeitLeadership",
+    { 1, "metadata", "common.Metadata" },
+    { 2, "member", "string" },
+  },
+  { message = "machine.EtcdForfeitLeadershipResponse", { 1, "messages", "EtcdForfeitLeadership", repeated = true } },
+
   -- machine.Upgrade
   { enum = "machine.UpgradeRequest.RebootMode", "DEFAULT", "POWERCYCLE" },
   { message = "machine.UpgradeRequest",
@@ -275,6 +289,12 @@ M.methods = {
   ServiceList = method(MS .. "ServiceList", EMPTY, "machine.ServiceListResponse"),
   EtcdMemberList = method(MS .. "EtcdMemberList", "machine.EtcdMemberListRequest",
     "machine.EtcdMemberListResponse"),
+  EtcdLeaveCluster = method(MS .. "EtcdLeaveCluster", "machine.EtcdLeaveClusterRequest",
+    "machine.EtcdLeaveClusterResponse"),
+  EtcdRemoveMemberByID = method(MS .. "EtcdRemoveMemberByID", "machine.EtcdRemoveMemberByIDRequest",
+    "machine.EtcdRemoveMemberByIDResponse"),
+  EtcdForfeitLeadership = method(MS .. "EtcdForfeitLeadership", "machine.EtcdForfeitLeadershipRequest",
+    "machine.EtcdForfeitLeadershipResponse"),
   Upgrade = method(MS .. "Upgrade", "machine.UpgradeRequest", "machine.UpgradeResponse"),
   Reset = method(MS .. "Reset", "machine.ResetRequest", "machine.ResetResponse"),
   Reboot = method(MS .. "Reboot", "machine.RebootRequest", "machine.RebootResponse"),
