@@ -286,7 +286,11 @@ describe("tlr.proxmox", function()
       assert.are.equal(0, #requests("POST") + #requests("PUT") + #requests("DELETE"))
     end)
 
-    it("updates what differs and says a restart is needed for memory", function()
+    it("updates what differs; on a running VM memory waits as a pending change until a cold start", function()
+      local stopped = assert(vm.ensure(pve, spec(name("tlr-cp-1"), { vmid = VMID, memory = 3072 })))
+      assert.are.equal("update", stopped.action)
+      assert.is_false(stopped.restart) -- a stopped VM takes it at its next start
+      assert(vm.start(pve, "pve1", VMID))
       local res = assert(vm.ensure(pve, spec(name("tlr-cp-1"), { vmid = VMID, memory = 4096,
         tags = { "talos", "tlr-test", "new" } })))
       assert.are.equal("update", res.action)
@@ -297,8 +301,21 @@ describe("tlr.proxmox", function()
       assert.are.same({ "memory", "tags" }, keys)
       local cfg = assert(pve:get("/nodes/{node}/qemu/{vmid}/config", { node = "pve1", vmid = VMID }))
       assert.are.equal(4096, tonumber(cfg.memory))
-      local tags_only = assert(vm.ensure(pve, spec(name("tlr-cp-1"), { vmid = VMID, memory = 4096 })))
-      assert.is_false(tags_only.restart)
+      local current = assert(pve:get("/nodes/{node}/qemu/{vmid}/config", { node = "pve1", vmid = VMID, current = true }))
+      assert.are.equal(3072, tonumber(current.memory))
+      assert.are.equal("new;talos;tlr-test", current.tags) -- tags apply at once
+      -- run again (say after a crash before the restart): the pending change still asks for one
+      local again = assert(vm.ensure(pve, spec(name("tlr-cp-1"), { vmid = VMID, memory = 4096,
+        tags = { "talos", "tlr-test", "new" } })))
+      assert.is_true(again.restart)
+      local c = again.changes[1]
+      assert.are.same({ "memory", "3072", "4096", true }, { c.key, tostring(c.old), tostring(c.new), c.pending })
+      assert(vm.stop(pve, "pve1", VMID))
+      assert(vm.start(pve, "pve1", VMID))
+      local after = assert(vm.ensure(pve, spec(name("tlr-cp-1"), { vmid = VMID, memory = 4096,
+        tags = { "talos", "tlr-test", "new" } })))
+      assert.are.equal("none", after.action)
+      assert(vm.stop(pve, "pve1", VMID))
     end)
 
     it("plans without changing anything (dry_run)", function()

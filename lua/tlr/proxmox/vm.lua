@@ -309,9 +309,22 @@ function M.ensure(pve, spec, o)
     local have_gib = disk_size_gib(cfg.scsi0)
     local grow = want_gib and have_gib and want_gib > have_gib + 0.01
     if grow then changes[#changes + 1] = { key = "scsi0.size", old = have_gib .. "G", new = want_gib .. "G" } end
+    -- a running VM keeps what it cannot hotplug as pending changes until a cold start;
+    -- the config read above already shows them, /pending tells them apart
+    local running = found.status == "running"
+    if running then
+      local pending, pm, pc = pve:get("/nodes/{node}/qemu/{vmid}/pending", { node = spec.node, vmid = spec.vmid })
+      if not pending then return nil, pm, pc end
+      for _, p in ipairs(pending) do
+        if (p.pending ~= nil or p.delete) and not update[p.key] then
+          changes[#changes + 1] = { key = p.key, old = p.value, new = p.delete and "(delete)" or p.pending, pending = true }
+          restart = true
+        end
+      end
+    end
     local result = { action = #changes > 0 and "update" or "none", vmid = spec.vmid, node = spec.node,
-      changes = changes, restart = restart }
-    if o.dry_run or #changes == 0 then return result end
+      changes = changes, restart = running and restart }
+    if o.dry_run or not (next(update) or grow) then return result end
     if next(update) then
       update.node, update.vmid = spec.node, spec.vmid
       local st, um, uc = pve:run_task("POST", "/nodes/{node}/qemu/{vmid}/config", update)

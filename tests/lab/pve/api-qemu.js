@@ -42,9 +42,42 @@ function setPlainKeys(ctx, config) {
   }
 }
 
+// Options PVE applies to a running VM at once (qemu-server's fast-plug set);
+// the others need hotplug support (the VM's `hotplug` list) or wait as
+// pending changes until the next cold start.
+const FAST_PLUG = new Set(['name', 'onboot', 'shares', 'startup', 'description', 'protection', 'tags',
+  'hookscript', 'vmstatestorage', 'lock']);
+
+function hotpluggable(vm, key) {
+  if (FAST_PLUG.has(key)) return true;
+  const hp = String(vm.config.hotplug === undefined ? 'network,disk,usb' : vm.config.hotplug);
+  const on = hp === '1' ? new Set(['network', 'disk', 'usb']) : new Set(hp.split(','));
+  if (/^net\d+$/.test(key)) return on.has('network');
+  if (D.isDriveKey(key)) return on.has('disk') && !/cloudinit|media=cdrom/.test(String(vm.config[key] || ''));
+  if (/^usb\d+$/.test(key)) return on.has('usb');
+  if (key === 'memory' || key === 'balloon') return on.has('memory') && String(vm.config.numa) === '1';
+  if (key === 'vcpus') return on.has('cpu');
+  if (key === 'cpulimit' || key === 'cpuunits') return true;
+  return false;
+}
+
+/** A running VM keeps non-hotpluggable plain keys as pending (applied at the next start). */
+function deferPending(ctx, vm) {
+  if (vm.status !== 'running') return;
+  for (const [key0, value] of Object.entries(ctx.params)) {
+    if (NOT_CONFIG.has(key0) || D.isDriveKey(key0) || value === undefined) continue;
+    const key = key0 === 'cdrom' ? 'ide2' : key0;
+    if (hotpluggable(vm, key) || String(vm.config[key]) === String(value)) continue;
+    vm.pending = vm.pending || {};
+    vm.pending[key] = /^net\d+$/.test(key) ? D.normalizeNet(ctx, key, ctx.raw[key0]) : key === 'tags' ? F.splitList(value).join(';') : value;
+    delete ctx.params[key0];
+  }
+}
+
 /** Applies an update (deletes, plain keys, planned drives) to a VM's config. */
 async function writeConfig(ctx, t, vm, plan) {
   const { cluster } = ctx;
+  deferPending(ctx, vm);
   for (const key of F.splitList(ctx.params.delete || '')) {
     const old = vm.config[key];
     if (old === undefined) continue;
@@ -385,10 +418,23 @@ module.exports = (routes) => {
     ctx.cluster.vm(ctx.params.node, ctx.params.vmid);
     return ['config', 'pending', 'status', 'agent', 'clone', 'resize', 'template', 'cloudinit'].map((subdir) => ({ subdir }));
   };
-  routes['GET /nodes/{node}/qemu/{vmid}/config'] = (ctx) => V.configView(ctx.cluster, ctx.cluster.vm(ctx.params.node, ctx.params.vmid));
+  // values with the pending changes applied, unless current=1 (like PVE)
+  routes['GET /nodes/{node}/qemu/{vmid}/config'] = (ctx) => {
+    const vm = ctx.cluster.vm(ctx.params.node, ctx.params.vmid);
+    const view = V.configView(ctx.cluster, vm);
+    if (!ctx.params.current) for (const [k, v] of Object.entries(vm.pending || {})) view[k] = v;
+    return view;
+  };
   routes['GET /nodes/{node}/qemu/{vmid}/pending'] = (ctx) => {
     const vm = ctx.cluster.vm(ctx.params.node, ctx.params.vmid);
-    return Object.keys(vm.config).sort().map((key) => ({ key, value: vm.config[key] }));
+    const pending = vm.pending || {};
+    const keys = new Set([...Object.keys(vm.config), ...Object.keys(pending)]);
+    return [...keys].sort().map((key) => {
+      const e = { key };
+      if (vm.config[key] !== undefined) e.value = vm.config[key];
+      if (pending[key] !== undefined) e.pending = pending[key];
+      return e;
+    });
   };
   routes['POST /nodes/{node}/qemu/{vmid}/config'] = (ctx) => updateVm(ctx, false);
   routes['PUT /nodes/{node}/qemu/{vmid}/config'] = (ctx) => updateVm(ctx, true);

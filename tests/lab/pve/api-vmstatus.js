@@ -58,6 +58,7 @@ async function bootVm(ctx, t, vm) {
   if (vm.status === 'running') die(`VM ${vm.vmid} already running`);
   if (Cluster.driveKeys(vm.config).some((k) => /cloudinit/.test(String(vm.config[k])))) t.log('generating cloud-init ISO');
   await t.sleep(lab.ms('pve', 'start'));
+  if (vm.pending) { Object.assign(vm.config, vm.pending); delete vm.pending; } // a cold start applies them
   vm.status = 'running';
   vm.paused = false;
   vm.startedAt = Date.now();
