@@ -79,6 +79,9 @@ function M.open(o)
     clients = {},
   }, Ctx)
   inv.cluster = site.name
+  inv.nodes = inv.nodes or {}
+  -- what leaves the cluster is known (and a loss of quorum refused) before anything changes
+  if not self.destroy then require("tlr.engine.lifecycle").plan_retire(self) end
   return self
 end
 
@@ -199,7 +202,7 @@ function Ctx:nodes(role)
 end
 
 M.steps = setmetatable({}, { __index = function(t, k)
-  for _, name in ipairs { "tlr.engine.steps", "tlr.engine.cluster" } do
+  for _, name in ipairs { "tlr.engine.steps", "tlr.engine.cluster", "tlr.engine.lifecycle" } do
     for key, v in pairs(require(name)) do rawset(t, key, v) end
   end
   return rawget(t, k)

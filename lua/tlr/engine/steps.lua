@@ -67,13 +67,31 @@ end
 
 -- ========== VMs ==========
 
+-- The node's vmid: an explicit one; else what its VM has (the inventory), so
+-- ids derived from proxmox.vmid_base do not shift when the site's node list
+-- does; else the derived id, or the next one no other node of the cluster holds.
+local function vmid_for(ctx, n)
+  local inv = node_inv(ctx, n.name)
+  if n.vmid and not n.vmid_derived then return n.vmid end
+  if inv.vmid then return inv.vmid end
+  if not n.vmid then return nil end
+  local held = {}
+  for name, other in pairs(ctx.inv.nodes) do if name ~= n.name and other.vmid then held[other.vmid] = true end end
+  for _, other in ipairs(ctx.site.nodes) do
+    if other.name ~= n.name and other.vmid and not other.vmid_derived then held[other.vmid] = true end
+  end
+  local id = n.vmid
+  while held[id] do id = id + 1 end
+  return id
+end
+
 local function vm_spec(ctx, n)
   local s = ctx.site
   local img = (ctx.images or {})[n.host]
   local tags = { "talos", n.role, s.name }
   for _, t in ipairs(n.tags or {}) do tags[#tags + 1] = t end
   local spec = {
-    node = n.host, name = n.name, vmid = n.vmid or node_inv(ctx, n.name).vmid, cores = n.cores,
+    node = n.host, name = n.name, vmid = vmid_for(ctx, n), cores = n.cores,
     memory = n.memory, mac = n.mac, bridge = n.bridge, vlan = s.network.vlan, tags = tags,
     disk = { storage = n.storage, size = n.disk, image = img and img.volid },
     cloudinit = { ip = n.dhcp and "dhcp" or n.cidr, gw = not n.dhcp and s.network.gateway or nil,
@@ -88,25 +106,35 @@ end
 function M.vms(ctx, nodes)
   nodes = nodes or ctx.site.nodes
   if not ctx.images then M.image(ctx) end
+  require("tlr.engine.lifecycle").retire_moved(ctx, nodes)
+  ctx.restarts = ctx.restarts or {}
+  local moving = {}
+  for _, r in ipairs(ctx.retiring or {}) do if r.replace then moving[r.name] = true end end
   ctx:each("vm", nodes, function(n)
+    if ctx.plan and moving[n.name] then return end -- the replace line says it all
     local pve = ctx:pve(n.host)
     local spec = vm_spec(ctx, n)
     local res = engine_check("vm " .. n.name, vm.ensure(pve, spec, { dry_run = ctx.plan }))
     if res.action == "create" then
       ctx:change("create", string.format("vm %s (%s, %d cores, %d MiB, %d GiB)", n.name, n.host,
         n.cores, n.memory, n.disk))
-    elseif res.action == "update" then
-      ctx:change("update", "vm " .. n.name, res.changes)
     end
-    if ctx.plan then return end
     local inv = node_inv(ctx, n.name)
+    -- a change that waits for a cold start, on a node of a running cluster: one node at a time later
+    local rolling = res.restart and inv.config_hash and ctx.inv.bootstrapped
+    if res.action == "update" then
+      ctx:change("update", "vm " .. n.name .. (res.restart and " (cold restart" .. (rolling and
+        ", one node at a time with health gates)" or ")") or ""), res.changes)
+    end
+    if rolling then ctx.restarts[#ctx.restarts + 1] = n end
+    if ctx.plan then return end
     if res.action == "create" then
       -- a new VM is a new machine: whatever the inventory says about the old one is void
       inv.config_hash, inv.ip = nil, nil
       if n.name == ctx.site.bootstrap then ctx.inv.bootstrapped, ctx.inv.apps_digest = nil, nil end
     end
     inv.vmid, inv.host, inv.mac, inv.role = res.vmid, n.host, n.mac, n.role
-    if res.restart and res.action == "update" then
+    if res.restart and not rolling then
       engine_check("vm " .. n.name, vm.shutdown(pve, n.host, res.vmid, 120))
     end
     local st = engine_check("vm " .. n.name, vm.start(pve, n.host, res.vmid))
@@ -176,9 +204,26 @@ function M.dns(ctx)
       end
     end
   end
+  -- records tlr made that the site no longer wants (a retiring node's goes with the node)
+  local wanted, retiring, stale = {}, {}, {}
+  for _, set in ipairs(sets) do wanted[set.name .. " " .. set.type] = true end
+  for _, r in ipairs(ctx.retiring or {}) do if not r.replace then retiring[r.name] = true end end
+  for _, set in ipairs(ctx.inv.dns or {}) do
+    if not wanted[set.name .. " " .. set.type] and not retiring[set.name] then stale[#stale + 1] = set end
+  end
+  if #stale > 0 then
+    local del = engine_check("dns", zone:delete(stale, { dry_run = ctx.plan }))
+    for _, r in ipairs(del.sets or {}) do
+      if r.changed then ctx:change("delete", "dns " .. r.name .. " " .. r.type) end
+    end
+  end
   if not ctx.plan then
-    ctx.inv.dns = {}
-    for _, set in ipairs(sets) do ctx.inv.dns[#ctx.inv.dns + 1] = { name = set.name, type = set.type } end
+    local keep = {}
+    for _, set in ipairs(ctx.inv.dns or {}) do
+      if retiring[set.name] and not wanted[set.name .. " " .. set.type] then keep[#keep + 1] = set end
+    end
+    for _, set in ipairs(sets) do keep[#keep + 1] = { name = set.name, type = set.type } end
+    ctx.inv.dns = keep
     ctx:save()
   end
 end
@@ -206,13 +251,23 @@ function M.teardown(ctx, nodes)
   ctx:each("delete vm", nodes, function(n)
     local pve = ctx:pve(n.host)
     local inv = ctx.inv.nodes[n.name] or {}
-    local found = engine_check("vm " .. n.name, vm.find(pve, { vmid = n.vmid or inv.vmid, name = n.name }))
+    local found = engine_check("vm " .. n.name, vm.find(pve, { vmid = inv.vmid or n.vmid, name = n.name }))
     if found and found.name == n.name then
       ctx:change("delete", string.format("vm %s (%d on %s)", n.name, found.vmid, found.node))
       if not ctx.plan then
-        if inv.config_hash and ctx.state:read("talosconfig") then
-          local c = require("tlr.talos.client").connect(M.ip(ctx, n), { talosconfig = ctx.state:read("talosconfig") })
-          if c then c:reset { graceful = false, reboot = false } end
+        if inv.config_hash and found.status == "running" and ctx.state:read("talosconfig") then
+          -- workers drain themselves (graceful); control planes all go, etcd with them.
+          -- The node wipes its keys and powers off; the VM goes after that, or after 2 minutes.
+          local c = require("tlr.talos.client").connect(M.ip(ctx, n), { talosconfig = ctx.state:read("talosconfig"),
+            timeout = 15 })
+          if c and c:reset { graceful = n.role ~= "controlplane" or not all, reboot = false } then
+            local deadline = sched.now() + 120
+            while sched.now() < deadline do
+              local st = pve:get("/nodes/{node}/qemu/{vmid}/status/current", { node = found.node, vmid = found.vmid })
+              if not st or st.status == "stopped" then break end
+              sched.sleep(0.25)
+            end
+          end
         end
         engine_check("vm " .. n.name, vm.delete(pve, found.node, found.vmid))
       end
