@@ -122,6 +122,25 @@ describe("engine and recipes", function()
     assert.is_true(#control("GET", "/log?limit=5000") > 0) -- it did read
   end)
 
+  it("puts back app objects someone deleted or changed (plan shows the drift, run repairs it)", function()
+    local c = assert(require("tlr.k8s").connect { kubeconfig = H.read(dir .. "/state/kubeconfig") })
+    assert(c:delete("argoproj.io/v1alpha1", "Application", "traefik", { namespace = "argocd" }))
+    assert(c:request("PATCH", "/apis/metallb.io/v1beta1/namespaces/metallb-system/ipaddresspools/default", {
+      body = { spec = { addresses = { net .. ".0.200-" .. net .. ".0.201" } } },
+      content_type = "application/merge-patch+json" }))
+    local plan, rc = tlr("plan", "recipes/cluster.lua")
+    assert.are.equal(0, rc, plan)
+    assert.matches("~ update app object Application argocd/traefik %(drifted: missing%)", plan)
+    assert.matches("~ update app object IPAddressPool metallb%-system/default %(drifted: spec%.addresses%[0%]%)", plan)
+    local out
+    out, rc = tlr("run", "recipes/cluster.lua")
+    assert.are.equal(0, rc, out)
+    assert(c:get("argoproj.io/v1alpha1", "Application", "traefik", { namespace = "argocd" }))
+    local pool = assert(c:get("metallb.io/v1beta1", "IPAddressPool", "default", { namespace = "metallb-system" }))
+    assert.are.equal(net .. ".0.100-" .. net .. ".0.120", pool.spec.addresses[1])
+    assert.matches("No changes%.", (tlr("plan", "recipes/cluster.lua")))
+  end)
+
   it("destroys: no VMs, no records, the secrets kept", function()
     local secrets = H.read(dir .. "/state/secrets.yaml")
     local out, rc = tlr("destroy", "recipes/cluster.lua")

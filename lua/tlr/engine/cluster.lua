@@ -248,16 +248,24 @@ local function plan_digest(p)
 end
 
 --- Installs Argo CD and the Applications.  When the plan is the one last
---- installed, nothing is applied (no writes at all on a re-run).
+--- installed and every object of it is still in the cluster as applied
+--- (read back, GETs only), nothing is written: a re-run makes no change, and
+--- an object someone deleted or edited is put back.
 function M.apps(ctx)
   if not ctx.site.apps or not next(ctx.site.apps) then return end
   local apps = require "tlr.apps"
   local p = M.apps_plan(ctx)
   local digest = plan_digest(p)
-  if digest and ctx.inv.apps_digest == digest then return end
-  local action = ctx.inv.apps_digest and "update" or "create"
-  ctx:change(action, "apps (Argo CD and Applications)", action == "update" and
-    { { "digest", ctx.inv.apps_digest:sub(1, 12), digest and digest:sub(1, 12) or "?" } } or nil)
+  if digest and ctx.inv.apps_digest == digest then
+    local c = M.k8s(ctx)
+    local drifted = check("apps drift", require("tlr.apps.drift").check(c, p))
+    if #drifted == 0 then return end
+    for _, d in ipairs(drifted) do ctx:change("update", "app object " .. d.object .. " (drifted: " .. d.why .. ")") end
+  else
+    local action = ctx.inv.apps_digest and "update" or "create"
+    ctx:change(action, "apps (Argo CD and Applications)", action == "update" and
+      { { "digest", ctx.inv.apps_digest:sub(1, 12), digest and digest:sub(1, 12) or "?" } } or nil)
+  end
   if ctx.plan then return end
   local c = M.k8s(ctx)
   check("apps", apps.install(c, p, { timeout = 900 }))
