@@ -45,13 +45,37 @@ local function cluster_opts(ctx)
   }
 end
 
---- The talosconfig, written to the state dir when it differs.
+-- The talosconfig with its endpoints set to the control planes' addresses
+-- (the client identity in it stays), or nil when they are those already.
+local function retarget(text, eps)
+  local yaml = require "tlr.yaml"
+  local doc = yaml.decode(text)
+  local c = type(doc) == "table" and doc.contexts and doc.contexts[doc.context]
+  if not c or #eps == 0 then return nil end
+  local old = table.concat(c.endpoints or {}, ",")
+  if old == table.concat(eps, ",") then return nil end
+  c.endpoints = require("tlr.json").array(eps)
+  return yaml.encode(doc), old
+end
+
+--- The talosconfig, written to the state dir when it differs; its
+--- endpoints follow the control planes (added, removed, DHCP addresses).
 function M.talosconfig(ctx)
+  if ctx.talosconfig then return ctx.talosconfig end
   local s = ctx.site
   local eps = {}
   for _, n in ipairs(ctx:nodes("controlplane")) do eps[#eps + 1] = steps.ip(ctx, n) end
   local existing = ctx.state:read("talosconfig")
-  if existing then ctx.talosconfig = existing return existing end
+  if existing then
+    local text, old = retarget(existing, eps)
+    if text then
+      ctx:change("update", "talosconfig", { { "endpoints", old, table.concat(eps, ",") } })
+      if not ctx.plan then check("talosconfig", ctx.state:write("talosconfig", text)) end
+      existing = text
+    end
+    ctx.talosconfig = existing
+    return existing
+  end
   local text = check("talosconfig", require("tlr.talos.config").talosconfig(s.name, M.secrets(ctx),
     { endpoints = eps, nodes = { eps[1] } }))
   ctx:change("create", "talosconfig")
