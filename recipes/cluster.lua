@@ -3,18 +3,7 @@
 -- cold restarts one node at a time → nodes gone from the site taken out,
 -- then the nodes as Kubernetes sees them.
 --   tlr run|plan|destroy recipes/cluster.lua SITE   (or --site SITE, or $TLR_SITE)
+-- The phase list is engine.phases(); a site variant adds to it (see
+-- examples/gpu-pool/recipe.lua and docs/recipes.md).
 local engine = require "tlr.engine"
-local step = engine.steps
-engine.open():run {
-  { "image", step.image },
-  { "vms", step.vms },
-  { "dns", step.dns },
-  { "configs", step.configs },
-  { "bootstrap", step.bootstrap },
-  { "health", step.health },
-  { "kubeconfig", step.kubeconfig },
-  { "apps", step.apps },
-  { "rollout", step.rollout },
-  { "retire", step.retire_removed },
-  { "nodes", step.list_nodes },
-}
+engine.open():run(engine.phases())

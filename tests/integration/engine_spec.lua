@@ -3,56 +3,24 @@
 -- after run is empty, a re-run makes no mutating call (the fakes' request
 -- log), an invalid site fails before any request, destroy leaves nothing.
 local H = require "helper"
-local L = require "lab_helper"
-local json = require "tlr.json"
+local SL = require "site_lab"
 
 local bin = os.getenv("TLR_BIN") or "build/tlr"
-
-local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local quote = SL.quote
 
 describe("engine and recipes", function()
-  local dir, env, net, site_file
+  local lab, dir, env, net, site_file
 
-  -- runs `tlr MODE RECIPE SITE` with the lab's environment; returns stdout+stderr, status
-  local function tlr(mode, recipe, site, extra)
-    local vars = {}
-    for k, v in pairs(env) do vars[#vars + 1] = k .. "=" .. quote(v) end
-    return H.capture(string.format("env %s %s %s %s %s %s", table.concat(vars, " "), bin, mode,
-      recipe, quote(site or site_file), extra or ""))
-  end
-
-  local function control(method, path)
-    local out = H.capture(string.format("curl -s -X %s %s", method, quote(env.LAB_CONTROL .. path)))
-    return json.decode(out)
-  end
-
-  local function mutating()
-    local list = {}
-    for _, e in ipairs(control("GET", "/log?limit=5000") or {}) do
-      local read = e.method == "GET" or (e.service == "talos" and (e.path:match("/Version$")
-        or e.path:match("/ServiceList$") or e.path:match("/EtcdMemberList$")
-        or e.path:match("/cosi%.resource%.State/Get$") or e.path:match("/Disks$")))
-      if not read then list[#list + 1] = e.service .. " " .. e.method .. " " .. e.path end
-    end
-    return list
-  end
+  local function tlr(mode, recipe, site, extra) return lab:tlr(mode, recipe, site, extra) end
+  local function control(method, path) return lab:control(method, path) end
+  local function mutating() return lab:mutating() end
 
   setup(function()
-    dir = H.tmpdir()
-    math.randomseed(os.time())
-    net = "127." .. math.random(100, 250)
-    local out, rc = H.capture("bash tests/lab/ctl.sh start " .. quote(dir .. "/lab") .. " " .. net .. " test")
-    assert(rc == 0, out)
-    env = assert(L.read_env(dir .. "/lab/env"))
-    local text = H.read("examples/lab.lua"):gsub("127%.77%.", net .. ".")
-    text = text:gsub('\n  name = "lab",\n', '\n  name = "lab",\n  state_dir = "' .. dir .. '/state",\n', 1)
-    site_file = dir .. "/site.lua"
-    H.write(site_file, text)
+    lab = SL.start()
+    dir, env, net, site_file = lab.dir, lab.env, lab.net, lab.site_file
   end)
 
-  teardown(function()
-    if dir then H.capture("bash tests/lab/ctl.sh stop " .. quote(dir .. "/lab")) end
-  end)
+  teardown(function() if lab then lab:stop() end end)
 
   it("refuses an invalid site before any request, exit 2", function()
     control("DELETE", "/log")

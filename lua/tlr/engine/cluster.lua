@@ -275,8 +275,13 @@ end
 --- installed and every object of it is still in the cluster as applied
 --- (read back, GETs only), nothing is written: a re-run makes no change, and
 --- an object someone deleted or edited is put back.
+local function any_app(apps)
+  for _, v in pairs(apps or {}) do if v then return true end end
+  return false
+end
+
 function M.apps(ctx)
-  if not ctx.site.apps or not next(ctx.site.apps) then return end
+  if not any_app(ctx.site.apps) then return end
   local apps = require "tlr.apps"
   local p = M.apps_plan(ctx)
   local digest = plan_digest(p)

@@ -171,6 +171,14 @@ function Ctx:finish()
   return { seconds = total, phases = self.phases, changes = c }
 end
 
+--- Queues node `n` for the health-gated cold restart of the rollout phase
+--- (one node at a time: cordon, drain, shutdown, start, health, uncordon).
+function Ctx:restart(n)
+  self.restarts = self.restarts or {}
+  for _, q in ipairs(self.restarts) do if q.name == n.name then return end end
+  self.restarts[#self.restarts + 1] = n
+end
+
 --- The Proxmox client for a host (one per endpoint, cached).
 function Ctx:pve(host)
   local h = self.site.proxmox.hosts[host] or errors.raise("EINVAL", "unknown Proxmox host " .. host)
@@ -199,6 +207,37 @@ function Ctx:nodes(role)
     if not role or n.role == role then out[#out + 1] = n end
   end
   return out
+end
+
+--- The whole flow of recipes/cluster.lua as a fresh phase list
+--- ({{name, fn}...}), for recipes that add phases to it (see M.insert).
+function M.phases()
+  local step = M.steps
+  return {
+    { "image", step.image },
+    { "vms", step.vms },
+    { "dns", step.dns },
+    { "configs", step.configs },
+    { "bootstrap", step.bootstrap },
+    { "health", step.health },
+    { "kubeconfig", step.kubeconfig },
+    { "apps", step.apps },
+    { "rollout", step.rollout },
+    { "retire", step.retire_removed },
+    { "nodes", step.list_nodes },
+  }
+end
+
+--- Puts phase `p` ({name, fn}) into `phases` after the one named `after`
+--- (raises when there is none); replaces it when `p` has that name.
+function M.insert(phases, after, p)
+  for i, q in ipairs(phases) do
+    if q[1] == after then
+      if p[1] == after then phases[i] = p else table.insert(phases, i + 1, p) end
+      return phases
+    end
+  end
+  error("engine.insert: no phase '" .. tostring(after) .. "'", 2)
 end
 
 M.steps = setmetatable({}, { __index = function(t, k)

@@ -102,9 +102,11 @@ local function vm_spec(ctx, n)
 end
 
 --- Creates or updates the VMs of `nodes` (default: all) in parallel, starts
---- them and learns their addresses.
-function M.vms(ctx, nodes)
+--- them and learns their addresses.  `o.extra(n)` may return further
+--- Proxmox config keys for a node's VM (PCI passthrough, say).
+function M.vms(ctx, nodes, o)
   nodes = nodes or ctx.site.nodes
+  o = require("tlr.opts").check("steps.vms", o, { extra = "function" })
   if not ctx.images then M.image(ctx) end
   require("tlr.engine.lifecycle").retire_moved(ctx, nodes)
   ctx.restarts = ctx.restarts or {}
@@ -114,10 +116,14 @@ function M.vms(ctx, nodes)
     if ctx.plan and moving[n.name] then return end -- the replace line says it all
     local pve = ctx:pve(n.host)
     local spec = vm_spec(ctx, n)
+    spec.extra = o.extra and o.extra(n) or nil
     local res = engine_check("vm " .. n.name, vm.ensure(pve, spec, { dry_run = ctx.plan }))
     if res.action == "create" then
-      ctx:change("create", string.format("vm %s (%s, %d cores, %d MiB, %d GiB)", n.name, n.host,
-        n.cores, n.memory, n.disk))
+      local extra = {}
+      for k, v in pairs(spec.extra or {}) do extra[#extra + 1] = ", " .. k .. "=" .. tostring(v) end
+      table.sort(extra)
+      ctx:change("create", string.format("vm %s (%s, %d cores, %d MiB, %d GiB%s)", n.name, n.host,
+        n.cores, n.memory, n.disk, table.concat(extra)))
     end
     local inv = node_inv(ctx, n.name)
     -- a change that waits for a cold start, on a node of a running cluster: one node at a time later

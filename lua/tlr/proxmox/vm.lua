@@ -143,6 +143,12 @@ function M.config_params(spec)
     end
     if ci.searchdomain then p.searchdomain = ci.searchdomain end
   end
+  for k, v in pairs(spec.extra or {}) do
+    if p[k] ~= nil or k:match("^scsi%d") or k == "vmid" or k == "node" then
+      error("vm spec: extra key '" .. k .. "' is one tlr manages; set it through the spec", 2)
+    end
+    p[k] = v
+  end
   return p
 end
 
@@ -181,6 +187,12 @@ local function normalize(key, v)
   end
   if key == "memory" then return (v:match("^(%d+)$") or v:match("current=(%d+)") or v) end
   if key == "cpu" then return (v:match("^cputype=(.*)$") or v) end
+  if not MANAGED[key] then -- an extra key: "a=1,b=2" and "b=2,a=1" are the same value
+    local parts = {}
+    for part in v:gmatch("[^,]+") do parts[#parts + 1] = part end
+    table.sort(parts)
+    return table.concat(parts, ",")
+  end
   return v
 end
 
@@ -294,6 +306,7 @@ function M.ensure(pve, spec, o)
     local changes, update, restart = {}, {}, false
     local keys = {}
     for k in pairs(MANAGED) do keys[#keys + 1] = k end
+    for k in pairs(spec.extra or {}) do keys[#keys + 1] = k end
     table.sort(keys)
     for _, k in ipairs(keys) do
       local new = want[k]
