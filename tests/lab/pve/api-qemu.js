@@ -67,7 +67,11 @@ function deferPending(ctx, vm) {
   for (const [key0, value] of Object.entries(ctx.params)) {
     if (NOT_CONFIG.has(key0) || D.isDriveKey(key0) || value === undefined) continue;
     const key = key0 === 'cdrom' ? 'ide2' : key0;
-    if (hotpluggable(vm, key) || String(vm.config[key]) === String(value)) continue;
+    // the running value again, or a key applied at once: nothing is left pending for it
+    if (hotpluggable(vm, key) || String(vm.config[key]) === String(value)) {
+      if (vm.pending) delete vm.pending[key];
+      continue;
+    }
     vm.pending = vm.pending || {};
     vm.pending[key] = /^net\d+$/.test(key) ? D.normalizeNet(ctx, key, ctx.raw[key0]) : key === 'tags' ? F.splitList(value).join(';') : value;
     delete ctx.params[key0];
