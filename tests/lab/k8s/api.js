@@ -248,6 +248,7 @@ function list(ctx) {
 const GENERATE = 'bcdfghjklmnpqrstvwxz2456789';
 
 function create(ctx) {
+  if (ctx.sub === 'eviction') return require('./eviction').evict(ctx, { dryRun });
   ctx.optsKind = 'CreateOptions';
   const errs = [];
   validateFieldManager(ctx, errs);

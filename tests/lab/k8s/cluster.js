@@ -39,6 +39,7 @@ class Cluster {
 
   /** setTimeout that stop() clears; a controller step that throws is logged, not fatal. */
   later(ms, fn) {
+    if (this.stopped) return null; // an API server that went away runs nothing more
     const t = setTimeout(() => {
       this.timers.delete(t);
       try { fn(); } catch (err) { process.stderr.write(`k8s controller: ${err.stack || err.message}\n`); }
@@ -47,7 +48,11 @@ class Cluster {
     return t;
   }
 
-  stop() { for (const t of this.timers) clearTimeout(t); this.timers.clear(); }
+  stop() {
+    this.stopped = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+  }
 
   // ---------------------------------------------------------------- types
   /** Types served right now (built-ins and Established CRDs). */
@@ -136,7 +141,9 @@ class Cluster {
     this.admit(rt, prev, next, o);
     if (prev && sameObject(prev, next)) return { obj: prev, changed: false };
     if (o.dryRun) return { obj: next, created: !prev, changed: true };
-    if (prev && md.deletionTimestamp && !(md.finalizers || []).length && !(rt.key === NS_KEY && (next.spec.finalizers || []).length)) {
+    // the write that drops the last finalizer deletes (a pod in its grace period has none to drop)
+    const graceful = rt.key === '/pods' && !(prev && (prev.metadata.finalizers || []).length);
+    if (prev && md.deletionTimestamp && !graceful && !(md.finalizers || []).length && !(rt.key === NS_KEY && (next.spec.finalizers || []).length)) {
       return { obj: this.store.remove(rt, next), deleted: true, changed: true };
     }
     if (md.finalizers && !md.finalizers.length) delete md.finalizers;
@@ -184,10 +191,11 @@ class Cluster {
 
   /**
    * DELETE: finalizers (plus orphan/foregroundDeletion for those policies)
-   * keep the object with deletionTimestamp; otherwise it goes at once.
-   * Returns {obj, deleted}.
+   * keep the object with deletionTimestamp; a pod bound to a node is deleted
+   * gracefully (its kubelet finishes it, see nodes.js); otherwise it goes at
+   * once.  Returns {obj, deleted}.
    */
-  remove(rt, prev, { propagationPolicy, dryRun, preconditions } = {}) {
+  remove(rt, prev, { propagationPolicy, dryRun, preconditions, gracePeriodSeconds } = {}) {
     const gr = { group: rt.group, resource: rt.plural };
     if (preconditions) {
       if (preconditions.uid && preconditions.uid !== prev.metadata.uid) {
@@ -199,6 +207,17 @@ class Cluster {
     }
     const next = F.clone(prev);
     const md = next.metadata;
+    if (rt.key === '/pods') {
+      const grace = podGrace(prev, gracePeriodSeconds);
+      // pending graceful deletion: a second DELETE may only shorten it
+      if (grace > 0 && (md.deletionGracePeriodSeconds === undefined || grace < md.deletionGracePeriodSeconds)) {
+        md.deletionTimestamp = new Date(Date.now() + grace * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+        md.deletionGracePeriodSeconds = grace;
+        if (dryRun) return { obj: next, deleted: false };
+        return { obj: this.store.write(rt, next), deleted: false };
+      }
+      if (grace > 0) return { obj: prev, deleted: false };
+    }
     const fin = new Set(md.finalizers || []);
     if (propagationPolicy === 'Orphan') fin.add('orphan');
     if (propagationPolicy === 'Foreground') fin.add('foregroundDeletion');
@@ -261,6 +280,14 @@ class Cluster {
       if (!this.serviceIPs.has(ip)) { this.serviceIPs.add(ip); return ip; }
     }
   }
+}
+
+/** The grace period of a pod's deletion (the pod strategy's CheckGracefulDelete): 0 for unbound or finished pods. */
+function podGrace(pod, asked) {
+  const spec = pod.spec || {};
+  let g = asked !== undefined && asked !== null ? Number(asked) : spec.terminationGracePeriodSeconds ?? 30;
+  if (!spec.nodeName || ['Succeeded', 'Failed'].includes((pod.status || {}).phase)) g = 0;
+  return Math.max(0, g);
 }
 
 function sameSet(a, b) { return a.size === b.size && [...a].every((x) => b.has(x)); }

@@ -231,7 +231,7 @@ class Controllers {
   }
 
   desired(rt, o) {
-    if (rt.key === 'apps/daemonsets') return this.c.nodeNames.length;
+    if (rt.key === 'apps/daemonsets') return this.c.nodes.names().length; // one pod per Node
     return o.spec && typeof o.spec.replicas === 'number' ? o.spec.replicas : 1;
   }
 

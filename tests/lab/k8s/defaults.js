@@ -86,6 +86,18 @@ function defaults(cluster, rt, obj, prev, sub) {
       }
       break;
     }
+    case '/pods': {
+      const tpl = { spec: spec() };
+      podTemplateDefaults(tpl);
+      tpl.spec.enableServiceLinks ??= true;
+      tpl.spec.priority ??= 0;
+      // DefaultTolerationSeconds admission: 300 s on not-ready and unreachable nodes
+      const tol = tpl.spec.tolerations = Array.isArray(tpl.spec.tolerations) ? tpl.spec.tolerations : [];
+      for (const key of ['node.kubernetes.io/not-ready', 'node.kubernetes.io/unreachable']) {
+        if (!prev && !tol.some((t) => isObj(t) && t.key === key)) tol.push({ key, operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 300 });
+      }
+      break;
+    }
     case '/secrets':
       obj.type ??= prev ? prev.type : 'Opaque';
       if (isObj(obj.stringData)) {

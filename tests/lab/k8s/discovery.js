@@ -49,7 +49,9 @@ function apiGroupList(types) {
   return { kind: 'APIGroupList', apiVersion: 'v1', groups: groups(types).filter((g) => g.name).map(apiGroup) };
 }
 
-function scaleKind() { return { group: 'autoscaling', version: 'v1', kind: 'Scale' }; }
+// subresources served with another kind or other verbs than get/patch/update
+const SUB_KINDS = { scale: { group: 'autoscaling', version: 'v1', kind: 'Scale' }, eviction: { group: 'policy', version: 'v1', kind: 'Eviction' } };
+const SUB_ONLY = { finalize: ['update'], eviction: ['create'] };
 
 /** APIResourceList of one group version (with the status/scale subresources as "x/status"). */
 function resourceList(types, group, version) {
@@ -65,6 +67,8 @@ function resourceList(types, group, version) {
     for (const s of rt.subresources) {
       if (s === 'scale') {
         resources.push({ name: `${rt.plural}/scale`, singularName: '', namespaced: rt.namespaced, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: SUB_VERBS });
+      } else if (s === 'eviction') {
+        resources.push({ name: `${rt.plural}/eviction`, singularName: '', namespaced: rt.namespaced, group: 'policy', version: 'v1', kind: 'Eviction', verbs: ['create'] });
       } else if (s === 'finalize') {
         resources.push({ name: `${rt.plural}/finalize`, singularName: '', namespaced: rt.namespaced, kind: rt.kind, verbs: ['update'] });
       } else {
@@ -90,8 +94,8 @@ function aggregated(types, core, apiVersion) {
         if (rt.shortNames.length) r.shortNames = rt.shortNames;
         if (rt.categories.length) r.categories = rt.categories;
         const subs = rt.subresources.map((s) => ({
-          subresource: s, responseKind: s === 'scale' ? scaleKind() : { group: '', version: '', kind: rt.kind },
-          verbs: s === 'finalize' ? ['update'] : SUB_VERBS,
+          subresource: s, responseKind: SUB_KINDS[s] || { group: '', version: '', kind: rt.kind },
+          verbs: SUB_ONLY[s] || SUB_VERBS,
         }));
         if (subs.length) r.subresources = subs;
         return r;

@@ -11,6 +11,8 @@ const profiles = require('./profile');
 const { makeCerts, kubeconfig } = require('./certs');
 const { Cluster, NS_KEY } = require('./cluster');
 const { Controllers } = require('./controllers');
+const { NodeLifecycle } = require('./nodes');
+const { Disruption } = require('./eviction');
 const { K8sServer } = require('./server');
 const { writeAtomic } = require('../lab');
 
@@ -37,26 +39,12 @@ function seed(c) {
       description: 'Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.',
     }, 'kube-apiserver');
   }
+  // the nodes' kubelets, which never stop here (the Talos fake runs real ones for its clusters)
   c.nodeNames.forEach((name, i) => {
-    c.createInternal(t('/nodes'), {
-      metadata: { name, labels: { 'beta.kubernetes.io/arch': 'amd64', 'beta.kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64',
-        'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux', ...(i === 0 ? { 'node-role.kubernetes.io/control-plane': '' } : {}) } },
-      spec: { podCIDR: `10.244.${i}.0/24`, podCIDRs: [`10.244.${i}.0/24`] },
-    }, 'kubelet');
-    c.write(t('/nodes'), '', name, 'kubelet', (n) => {
-      const now = c.now();
-      n.status = {
-        conditions: [
-          { type: 'MemoryPressure', status: 'False', lastHeartbeatTime: now, lastTransitionTime: now, reason: 'KubeletHasSufficientMemory', message: 'kubelet has sufficient memory available' },
-          { type: 'DiskPressure', status: 'False', lastHeartbeatTime: now, lastTransitionTime: now, reason: 'KubeletHasNoDiskPressure', message: 'kubelet has no disk pressure' },
-          { type: 'PIDPressure', status: 'False', lastHeartbeatTime: now, lastTransitionTime: now, reason: 'KubeletHasSufficientPID', message: 'kubelet has sufficient PID available' },
-          { type: 'Ready', status: 'True', lastHeartbeatTime: now, lastTransitionTime: now, reason: 'KubeletReady', message: 'kubelet is posting ready status' },
-        ],
-        addresses: [{ type: 'InternalIP', address: c.address }, { type: 'Hostname', address: name }],
-        nodeInfo: { architecture: 'amd64', operatingSystem: 'linux', osImage: 'Talos (v1.10.3)', kernelVersion: '6.12.31-talos',
-          containerRuntimeVersion: 'containerd://2.0.5', kubeletVersion: c.info.gitVersion, kubeProxyVersion: c.info.gitVersion,
-          machineID: '', systemUUID: '', bootID: '' },
-      };
+    c.nodes.kubeletUp(name, {
+      address: c.address, labels: i === 0 ? { 'node-role.kubernetes.io/control-plane': '' } : {}, taints: [],
+      kubeletVersion: c.info.gitVersion, osImage: 'Talos (v1.10.3)', kernelVersion: '6.12.31-talos',
+      containerRuntimeVersion: 'containerd://2.0.5', cpu: 2, memoryMiB: 4096, podSubnet: '10.244.0.0/16', staticPods: [],
     });
   });
 }
@@ -79,6 +67,8 @@ async function startServer(lab, o) {
     const c = new Cluster({ lab, name: o.name || 'lab', address: o.address, port: inst.port || o.port || 6443, version: o.version, nodes: o.nodes });
     c.caPem = certs.ca;
     c.controllers = new Controllers(c);
+    c.nodes = new NodeLifecycle(c);
+    c.disruption = new Disruption(c);
     return c;
   };
   inst.cluster = fresh();
@@ -97,7 +87,7 @@ async function startServer(lab, o) {
     inst.server.cluster = inst.cluster;
     seed(inst.cluster);
   };
-  inst.stop = async () => { inst.cluster.stop(); inst.server.close(); };
+  inst.stop = async () => { inst.cluster.stop(); await inst.server.close(); };
   return inst;
 }
 

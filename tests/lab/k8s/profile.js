@@ -30,6 +30,11 @@ const realistic = {
   webhook_not_ready: 20, // MetalLB validating webhooks fail for this long after their CRD is established
   webhook_not_ready_requests: 0, // ... and for this many MetalLB write requests
   lb_ip: 0.5, // LoadBalancer Service -> an address from a MetalLB IPAddressPool
+  node_monitor_grace: 40, // a kubelet stopped posting -> its Node's conditions Unknown (node-monitor-grace-period)
+  node_register: 10, // a deleted Node whose kubelet runs -> registered again (the kubelet's status loop)
+  pod_gc: 40, // a Node gone for good -> the pods bound to it deleted (pod GC's quarantine)
+  pod_start: 2, // a pod bound to a node with a running kubelet -> Running and Ready
+  pod_grace_scale: 0.2, // a deleted pod goes after terminationGracePeriodSeconds x this (containers exit on SIGTERM)
   bookmark_interval: 60, // BOOKMARK events on watches that allow them
   watch_timeout: 1800, // watches without timeoutSeconds end after this long
   watch_cache: 5000, // events kept for watches from an old resourceVersion (older: 410 Expired)
@@ -60,6 +65,11 @@ const test = {
   webhook_not_ready: 0,
   webhook_not_ready_requests: 0,
   lb_ip: 0.01,
+  node_monitor_grace: 0.3,
+  node_register: 0.05,
+  pod_gc: 0.1,
+  pod_start: 0.01,
+  pod_grace_scale: 0.001,
   bookmark_interval: 60,
   watch_timeout: 1800,
   watch_cache: 5000,

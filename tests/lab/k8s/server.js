@@ -42,11 +42,16 @@ class K8sServer {
     return this.lab.listen(this.server, host, port);
   }
 
+  /** Stops listening and drops every connection; resolves once the port is free again. */
   close() {
-    if (!this.server) return;
+    if (!this.server) return Promise.resolve();
     for (const w of [...this.cluster.store.watchers]) w.end();
-    this.server.close();
+    const closed = new Promise((resolve) => {
+      this.server.close(() => resolve());
+      setTimeout(resolve, 2000).unref(); // a session that lingers does not hold the lab up
+    });
     for (const s of this.sockets) s.destroy();
+    return closed;
   }
 
   handle(req, res) {
@@ -169,11 +174,14 @@ class K8sServer {
     let verb;
     if (get) verb = isWatch ? 'watch' : name ? 'get' : 'list';
     else if (method === 'POST' && !name && (ns || !rt.namespaced)) verb = 'create';
+    else if (method === 'POST' && name && sub === 'eviction') verb = 'create';
     else if (method === 'PUT' && name) verb = 'update';
     else if (method === 'PATCH' && name) verb = 'patch';
     else if (method === 'DELETE' && name && !sub) verb = 'delete';
     else if (method === 'DELETE' && !name && rt.verbs.includes('deletecollection')) verb = 'deletecollection';
-    if (!verb || (sub === 'finalize' && verb !== 'update') || !rt.verbs.includes(verb)) throw methodNotAllowed();
+    if (!verb || (sub === 'finalize' && verb !== 'update') || (sub === 'eviction' && verb !== 'create') || !rt.verbs.includes(verb)) {
+      throw methodNotAllowed();
+    }
     return { rt, version, ns, name: isWatch ? '' : name, sub, verb };
   }
 

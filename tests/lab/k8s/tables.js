@@ -55,7 +55,8 @@ const PRINTERS = {
   (o) => {
     const ready = ((o.status || {}).conditions || []).find((c) => c.type === 'Ready');
     const roles = Object.keys(o.metadata.labels || {}).filter((k) => k.startsWith('node-role.kubernetes.io/')).map((k) => k.split('/')[1]);
-    return [o.metadata.name, ready && ready.status === 'True' ? 'Ready' : 'NotReady', roles.join(',') || '<none>', age(o),
+    const status = [ready ? (ready.status === 'True' ? 'Ready' : 'NotReady') : 'Unknown', ...((o.spec || {}).unschedulable ? ['SchedulingDisabled'] : [])];
+    return [o.metadata.name, status.join(','), roles.join(',') || '<none>', age(o),
       (((o.status || {}).nodeInfo) || {}).kubeletVersion || ''];
   }],
   'apps/deployments': [[NAME, col('Ready', 'string', 'Number of the pod with ready state'), col('Up-to-date', 'string', 'Total number of non-terminated pods targeted by this deployment that have the desired template spec.'),

@@ -23,7 +23,7 @@ const BUILTIN = [
   ['', 'v1', 'nodes', 'Node', false, ['no'], { sub: ['status'], fields: ['spec.unschedulable'] }],
   ['', 'v1', 'persistentvolumeclaims', 'PersistentVolumeClaim', true, ['pvc'], { sub: ['status'] }],
   ['', 'v1', 'persistentvolumes', 'PersistentVolume', false, ['pv'], { sub: ['status'] }],
-  ['', 'v1', 'pods', 'Pod', true, ['po'], { sub: ['status'], cat: ['all'], ret: true,
+  ['', 'v1', 'pods', 'Pod', true, ['po'], { sub: ['eviction', 'status'], cat: ['all'], ret: true,
     fields: ['spec.nodeName', 'spec.restartPolicy', 'spec.schedulerName', 'spec.serviceAccountName', 'status.phase', 'status.podIP', 'status.nominatedNodeName'] }],
   ['', 'v1', 'resourcequotas', 'ResourceQuota', true, ['quota'], { sub: ['status'] }],
   ['', 'v1', 'secrets', 'Secret', true, [], { fields: ['type'] }],

@@ -8,6 +8,7 @@ const crypto = require('crypto');
 const net = require('net');
 const grpc = require('@grpc/grpc-js');
 const C = require('./config');
+const E = require('./etcd');
 const { kubeconfigChunks } = require('./kubeconfig');
 const { makeCert, loadKey } = require('./x509');
 
@@ -90,9 +91,9 @@ const METHODS = {
     path: `${MS}Bootstrap`, roles: ADMIN, maintenance: 'unimplemented', wrap: true,
     fn(node) {
       if (!node.isControlPlane()) fail(S.FAILED_PRECONDITION, 'bootstrap can only be performed on a control plane node');
-      const why = node.bootstrapCheck();
+      const why = E.bootstrapCheck(node);
       if (why) fail(why.code, why.msg);
-      node.bootstrap();
+      E.bootstrap(node);
       return {};
     },
   },
@@ -123,18 +124,30 @@ const METHODS = {
     path: `${MS}EtcdMemberList`, roles: ETCD, maintenance: 'unimplemented', wrap: true,
     fn(node, req) {
       const cl = node.cluster();
-      const running = (m) => m.node.etcdState && m.node.etcdState.state === 'running' && m.node.isSecure();
       if (node.isControlPlane() ? !(node.etcdState && node.etcdState.state === 'running') : !!req.query_local) {
         fail(S.UNKNOWN, 'failed to create etcd client: etcd is not running on this node');
       }
-      if (!cl || ![...cl.members.values()].some(running)) fail(S.UNKNOWN, 'failed to create etcd client: context deadline exceeded');
+      if (!cl || ![...cl.members.values()].some(E.running)) fail(S.UNKNOWN, 'failed to create etcd client: context deadline exceeded');
       return {
-        members: [...cl.members.values()].map((m) => ({
+        // etcd lists its members ordered by id
+        members: [...cl.members.values()].sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1)).map((m) => ({
           id: m.id, hostname: m.hostname, peer_urls: [`https://${hostPort(m.ip, 2380)}`],
           client_urls: [`https://${hostPort(m.ip, 2379)}`], is_learner: m.learner,
         })),
       };
     },
+  },
+  EtcdLeaveCluster: {
+    path: `${MS}EtcdLeaveCluster`, roles: ADMIN, maintenance: 'unimplemented', wrap: true,
+    fn(node) { E.leave(node); return {}; },
+  },
+  EtcdRemoveMemberByID: {
+    path: `${MS}EtcdRemoveMemberByID`, roles: ADMIN, maintenance: 'unimplemented', wrap: true,
+    fn(node, req) { E.removeById(node, req.member_id || '0'); return {}; },
+  },
+  EtcdForfeitLeadership: {
+    path: `${MS}EtcdForfeitLeadership`, roles: OPERATOR, maintenance: 'unimplemented', wrap: true,
+    fn(node) { return { member: E.forfeit(node) }; },
   },
   Upgrade: {
     path: `${MS}Upgrade`, roles: ADMIN, maintenance: 'admin', wrap: true,
@@ -292,6 +305,7 @@ function handlers(svc, node, server) {
 
 function toStatus(err) {
   if (err instanceof GrpcError) return { code: err.code, details: err.message };
+  if (err instanceof E.EtcdFailure) return { code: err.grpcCode, details: err.message };
   return { code: S.INTERNAL, details: err && err.message ? err.message : String(err) };
 }
 

@@ -4,8 +4,9 @@
 // 50000: first in maintenance mode, then, after ApplyConfiguration, install
 // and reboot, with the authenticated API (mTLS against the applied machine
 // CA).  node.js has the lifecycle, api.js the gRPC methods, server.js the
-// transport; README.md beside lab.js documents the control routes and the
-// profile.
+// transport, etcd.js the etcd clusters, kubernetes.js the clusters' API
+// servers and the kubelets; README.md beside lab.js documents the control
+// routes and the profile.
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -13,6 +14,8 @@ const profiles = require('./profile');
 const { TalosNode } = require('./node');
 const { NodeServer } = require('./server');
 const { handlers } = require('./api');
+const E = require('./etcd');
+const { Kubernetes } = require('./kubernetes');
 const { loadKey } = require('./x509');
 
 const DEFAULT_VERSION = 'v1.11.6';
@@ -22,9 +25,10 @@ class TalosService {
     this.lab = lab;
     this.nodes = new Map(); // vmid -> TalosNode
     this.media = new Map(); // vmid -> {kind: 'disk', version, schematic, platform} (VMs made from a disk image)
-    this.clusters = new Map(); // cluster id -> {bootstrapped, members: Map(vmid -> member)}
+    this.clusters = new Map(); // cluster id -> {bootstrapped, members: Map(member id -> member), leader} (etcd.js)
     this.watchers = new Map(); // TalosNode -> Set(fn)
     this.defaultVersion = DEFAULT_VERSION;
+    this.kube = new Kubernetes(this); // API servers per cluster, kubelets
   }
 
   get pve() { return this.lab.services.pve ? this.lab.services.pve.api : null; }
@@ -61,9 +65,12 @@ class TalosService {
 
   onDeleted(e) {
     const node = this.nodes.get(String(e.vmid));
-    if (node) node.powerOff('deleted');
     this.nodes.delete(String(e.vmid));
     this.media.delete(String(e.vmid));
+    if (!node) return;
+    node.powerOff('deleted');
+    this.kube.sync(node); // its kubelet stops posting for good
+    E.dataGone(node); // its etcd member stays, dead
   }
 
   // ---------------------------------------------------------------- helpers for nodes
@@ -89,7 +96,7 @@ class TalosService {
   }
 
   cluster(id) {
-    if (!this.clusters.has(id)) this.clusters.set(id, { bootstrapped: false, members: new Map() });
+    if (!this.clusters.has(id)) this.clusters.set(id, { bootstrapped: false, members: new Map(), leader: null });
     return this.clusters.get(id);
   }
 
@@ -161,10 +168,7 @@ class TalosService {
     return {
       default_version: this.defaultVersion,
       nodes: [...this.nodes.values()].map((n) => n.view()),
-      clusters: [...this.clusters.entries()].map(([id, c]) => ({
-        id, bootstrapped: c.bootstrapped,
-        members: [...c.members.values()].map((m) => ({ id: m.id, hostname: m.hostname, ip: m.ip, learner: m.learner, vmid: m.node.vmid })),
-      })),
+      clusters: [...this.clusters.entries()].map(([id, c]) => E.view(id, c)),
     };
   }
 }
@@ -200,27 +204,10 @@ async function start(lab) {
   });
   // Kubernetes comes up with the cluster: when a control plane's etcd runs,
   // the Kubernetes fake serves the cluster's endpoint with the cluster CA
-  // (the one Talos's kubeconfig trusts and signs the admin cert with).
-  const apiservers = new Map(); // cluster id -> Promise of the instance
-  const startApiserver = (ev) => {
-    const k8s = lab.services.k8s && lab.services.k8s.api;
-    if (!k8s || ev.machine_type !== 'controlplane' || !ev.cluster_id || apiservers.has(ev.cluster_id)) return;
-    const cfg = svc.lookup(ev.vmid).disk.cfg;
-    const cluster = cfg && cfg.v1 && cfg.v1.cluster;
-    let url;
-    try { url = new URL(cluster.controlPlane.endpoint); } catch (err) { return; }
-    const pem = (b64) => Buffer.from(b64 || '', 'base64').toString('utf8');
-    apiservers.set(ev.cluster_id, k8s.start({
-      address: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port) || 6443,
-      ca_cert: pem(cluster.ca && cluster.ca.crt), ca_key: pem(cluster.ca && cluster.ca.key),
-      name: cluster.clusterName || ev.cluster_name || 'lab', nodes: [ev.hostname],
-      dir: path.join(lab.stateDir, `k8s-cluster-${ev.cluster_id.slice(0, 12)}`),
-    }).catch((err) => {
-      process.stderr.write(`talos: cannot start the Kubernetes API for ${url.host}: ${err.message}\n`);
-      apiservers.delete(ev.cluster_id);
-    }));
-  };
-  lab.events.on('talos.etcd.running', startApiserver);
+  // (the one Talos's kubeconfig trusts and signs the admin cert with); it
+  // goes with the cluster
+  lab.events.on('talos.etcd.running', (ev) => svc.kube.start(ev));
+  lab.events.on('talos.cluster.gone', (ev) => svc.kube.stop(ev.cluster_id));
   return {
     env: { TALOS_VERSION: DEFAULT_VERSION },
     stop: async () => {

@@ -16,6 +16,7 @@ const crypto = require('crypto');
 const net = require('net');
 const { makeCert, loadKey } = require('./x509');
 const C = require('./config');
+const E = require('./etcd');
 
 const GiB = 1024 ** 3;
 
@@ -49,7 +50,7 @@ class TalosNode {
     this.svc = svc;
     this.lab = svc.lab;
     this.vmid = ev.vmid;
-    this.disk = { installed: false, version: null, image: null, cfg: null, facts: null, etcdData: false, staged: null };
+    this.disk = { installed: false, version: null, image: null, cfg: null, facts: null, etcd: null, staged: null };
     this.state = 'off';
     this.timers = new Set();
     this.server = null;
@@ -190,6 +191,7 @@ class TalosNode {
     this.waitingTrustd = false;
     this.stopServer();
     this.etcdState = null;
+    this.kubeletRunning = false;
     const was = this.state;
     this.setState('off');
     this.offHow = how;
@@ -259,8 +261,7 @@ class TalosNode {
       join: this.apidAt + this.ms('etcd_join'),
       kubelet: f.controlPlane ? null : this.apidAt + this.ms('kubelet'),
     };
-    this.etcdState = f.controlPlane ? { state: this.disk.etcdData ? 'starting' : 'waiting', since: Date.now(),
-      runningAt: this.disk.etcdData ? Date.now() + this.ms('etcd_start') : null } : null;
+    this.etcdState = f.controlPlane ? E.bootState(this) : null;
     this.kubeletRunning = false;
     await this.openApi();
   }
@@ -330,9 +331,9 @@ class TalosNode {
   install(cfg) {
     const facts = C.facts(cfg);
     this.stopServer();
+    if (!this.disk.installed && this.disk.etcd) E.dataGone(this); // the install writes the whole disk
     this.disk.cfg = cfg;
     this.disk.facts = facts;
-    this.disk.etcdData = false;
     if (this.disk.installed) { // booted from an installed disk: the boot sequence just goes on
       if (!this.disk.version) this.disk.version = this.media().version || this.svc.defaultVersion;
       this.guard(this.startSecure());
@@ -353,6 +354,7 @@ class TalosNode {
     this.cancelTimers();
     this.waitingTrustd = false;
     this.stopServer();
+    this.kubeletRunning = false;
     this.setState('rebooting');
     this.emit('talos.down', { how: 'reboot' });
     this.later(this.ms('reboot'), () => {
@@ -372,17 +374,25 @@ class TalosNode {
     });
   }
 
+  /** Reset: a graceful one cordons and drains the node and leaves etcd first (a failure there ends it). */
   reset({ graceful, reboot, labels }) {
     this.setState('resetting');
+    if (graceful) this.svc.kube.drain(this);
     this.later(this.ms('reset'), () => {
-      const cl = this.cluster();
-      if (graceful && cl && cl.members.has(this.key)) cl.members.delete(this.key);
-      if (cl && !graceful && cl.members.has(this.key) && cl.members.size === 1) cl.members.delete(this.key);
+      if (graceful && E.memberOf(this)) {
+        try {
+          E.leave(this);
+        } catch (err) {
+          this.svc.log(this, `reset failed: ${err.message}`);
+          this.setState('running');
+          return;
+        }
+      }
+      this.kubeletRunning = false;
       const all = !labels.length;
+      if (all || labels.includes('EPHEMERAL')) E.dataGone(this);
       if (all || labels.includes('STATE')) { this.disk.cfg = null; this.disk.facts = null; }
-      if (all || labels.includes('EPHEMERAL')) this.disk.etcdData = false;
       if (all) { this.disk.installed = false; this.disk.version = null; this.disk.image = null; }
-      if (cl && !cl.members.size) cl.bootstrapped = false;
       if (reboot) { this.reboot(); return; }
       this.cancelTimers();
       this.stopServer();
@@ -391,63 +401,23 @@ class TalosNode {
     });
   }
 
-  // ---------------------------------------------------------------- etcd, services
-  bootstrapCheck() {
-    const cl = this.cluster();
-    if (!this.timeSynced) return { code: 9, msg: 'time is not in sync yet' };
-    if (Date.now() < this.deadlines.etcdReady) return { code: 9, msg: 'bootstrap is not available yet' };
-    if (this.disk.etcdData || cl.members.has(this.key) || cl.bootstrapped) return { code: 6, msg: 'etcd data directory is not empty' };
-    return null;
-  }
-
-  bootstrap() {
-    const cl = this.cluster();
-    cl.bootstrapped = true;
-    this.disk.etcdData = true;
-    cl.members.set(this.key, this.newMember(false));
-    this.etcdState = { state: 'starting', since: Date.now(), runningAt: Date.now() + this.ms('etcd_start') };
-    this.emit('talos.bootstrapped');
-  }
-
-  newMember(learner) {
-    const id = crypto.randomBytes(8);
-    id[0] &= 0x7f;
-    return { id: BigInt(`0x${id.toString('hex')}`).toString(), hostname: this.hostname(), ip: this.ip(),
-      learner, joinedAt: Date.now(), promoteAt: learner ? Date.now() + this.ms('etcd_promote') : null, node: this };
-  }
-
+  // ---------------------------------------------------------------- etcd, kubelet, services
   /** Advances etcd/kubelet/boot progress by the clock; called by the service's ticker. */
   tick() {
     if (this.waitingTrustd && this.disk.facts && this.svc.signerFor(this.disk.facts.machineCA.crt)) {
       this.waitingTrustd = false;
       this.guard(this.openApi());
     }
-    if (!this.isSecure()) { this.refreshResources(); return; }
-    const now = Date.now();
-    if (this.state === 'booting' && now >= this.deadlines.services) this.setState('running');
-    const e = this.etcdState;
-    const cl = this.cluster();
-    if (e && cl) {
-      const me = cl.members.get(this.key);
-      if (!me && e.state === 'waiting' && cl.bootstrapped && now >= this.deadlines.join &&
-          [...cl.members.values()].some((m) => !m.learner && m.node !== this && m.node.etcdState && m.node.etcdState.state === 'running')) {
-        cl.members.set(this.key, this.newMember(true));
-        this.disk.etcdData = true;
-        this.etcdState = { state: 'starting', since: now, runningAt: now + this.ms('etcd_start') };
+    if (this.isSecure()) {
+      const now = Date.now();
+      if (this.state === 'booting' && now >= this.deadlines.services) this.setState('running');
+      E.advance(this, now);
+      if (!this.kubeletRunning && this.deadlines.kubelet && now >= this.deadlines.kubelet && this.state !== 'resetting') {
+        this.kubeletRunning = true;
+        this.emit('talos.kubelet.ready');
       }
-      if (me && e.state === 'waiting') this.etcdState = { state: 'starting', since: now, runningAt: now + this.ms('etcd_start') };
-      if (this.etcdState.state === 'starting' && now >= this.etcdState.runningAt) {
-        this.etcdState = { state: 'running', since: now };
-        this.deadlines.kubelet = now + this.ms('kubelet');
-        this.emit('talos.etcd.running');
-      }
-      if (me && me.learner && this.etcdState.state === 'running' && now >= me.promoteAt) me.learner = false;
-      if (me) { me.hostname = this.hostname(); me.ip = this.ip(); }
     }
-    if (!this.kubeletRunning && this.deadlines.kubelet && now >= this.deadlines.kubelet) {
-      this.kubeletRunning = true;
-      this.emit('talos.kubelet.ready');
-    }
+    this.svc.kube.sync(this);
     this.refreshResources();
   }
 
@@ -472,10 +442,7 @@ class TalosNode {
       svc('udevd', 'Running', true, 'Health check successful'),
     ];
     if (this.isControlPlane()) {
-      const e = this.etcdState || { state: 'waiting', since };
-      if (e.state === 'waiting') list.push(svc('etcd', 'Preparing', false, 'Running pre state', e.since));
-      else if (e.state === 'starting') list.push(svc('etcd', 'Running', false, 'Health check failed: context deadline exceeded', e.since));
-      else list.push(svc('etcd', 'Running', true, 'Health check successful', e.since));
+      list.push(E.service(this, svc, since));
       list.push(svc('trustd', 'Running', true, 'Health check successful'));
     }
     if (this.kubeletRunning) list.push(svc('kubelet', 'Running', true, 'Health check successful', this.deadlines.kubelet));
@@ -551,7 +518,7 @@ class TalosNode {
   view() {
     const f = this.disk.facts;
     const cl = this.cluster();
-    const me = cl && cl.members.get(this.key);
+    const me = E.memberOf(this);
     return {
       vmid: this.vmid, pve_node: this.pveNode, name: this.name, state: this.state, stage: this.machineStatus().stage,
       ready: this.machineStatus().ready, listening: !!this.server, api: this.server ? this.server.mode : null,
