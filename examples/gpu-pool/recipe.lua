@@ -90,7 +90,7 @@ end
 -- Destroy takes the whole cluster down, the pool with it (steps.teardown).
 local phases = engine.phases()
 engine.insert(phases, "vms", { "vms", function(ctx)
-  step.vms(ctx, nil, { extra = function(n) return is_gpu(n) and { hostpci0 = HOSTPCI } or nil end })
+  step.machines(ctx, { extra = function(n) return is_gpu(n) and { hostpci0 = HOSTPCI } or nil end })
 end })
 engine.insert(phases, "kubeconfig", { "gpu nodes", check_gpu_nodes })
 engine.open():run(phases)

@@ -9,9 +9,21 @@ local function check(...) return require("tlr.engine").check(...) end
 
 local M = {}
 
+-- Runs fn once per run however many tasks ask at the same time: making keys
+-- yields (RSA runs on the worker pool), and two bundles would be two clusters.
+local function once(ctx, key, fn)
+  ctx.once = ctx.once or {}
+  ctx.once[key] = ctx.once[key] or sched.semaphore(1)
+  return ctx.once[key]:with(fn)
+end
+
 --- The secrets bundle (made once; in plan mode made in memory only).
 function M.secrets(ctx)
   if ctx.bundle then return ctx.bundle end
+  return once(ctx, "secrets", function() return ctx.bundle or M.make_secrets(ctx) end)
+end
+
+function M.make_secrets(ctx)
   local secrets = require "tlr.talos.secrets"
   local gen = function() return secrets.generate { talos_version = ctx.site.talos.version } end
   if ctx.plan then
@@ -62,6 +74,10 @@ end
 --- endpoints follow the control planes (added, removed, DHCP addresses).
 function M.talosconfig(ctx)
   if ctx.talosconfig then return ctx.talosconfig end
+  return once(ctx, "talosconfig", function() return ctx.talosconfig or M.make_talosconfig(ctx) end)
+end
+
+function M.make_talosconfig(ctx)
   local s = ctx.site
   local eps = {}
   for _, n in ipairs(ctx:nodes("controlplane")) do eps[#eps + 1] = steps.ip(ctx, n) end
@@ -104,7 +120,7 @@ local function eventually(what, fn, timeout)
     last = msg
     if sched.now() > deadline then check(what, nil, tostring(last) .. " (gave up)", code or "ETIMEDOUT") end
     sched.sleep(delay)
-    delay = math.min(delay * 1.5, 2)
+    delay = math.min(delay * 1.5, 0.5)
   end
 end
 
@@ -135,11 +151,8 @@ end
 
 --- Applies each node's config: in maintenance mode when the node is new,
 --- through the authenticated API when the config changed; all nodes at once.
-function M.configs(ctx, nodes)
-  nodes = nodes or ctx.site.nodes
-  local client = require "tlr.talos.client"
-  local tc = M.talosconfig(ctx)
-  ctx:each("config", nodes, function(n)
+local function configure(ctx, n, tc)
+    local client = require "tlr.talos.client"
     local ip = steps.ip(ctx, n)
     local yaml = render(ctx, n)
     local hash = crypto.sha256(yaml, { hex = true })
@@ -164,7 +177,54 @@ function M.configs(ctx, nodes)
     ctx:save()
     local c = check("talos " .. n.name, client.connect(ip, { talosconfig = tc }))
     eventually("talos " .. n.name .. " secure API", function() return c:version() end)
+end
+
+function M.configs(ctx, nodes)
+  nodes = nodes or ctx.site.nodes
+  local tc = M.talosconfig(ctx)
+  ctx:each("config", nodes, function(n) configure(ctx, n, tc) end)
+end
+
+-- Waits until every control plane has an address (DHCP ones learn it from
+-- their VM), so the talosconfig knows its endpoints.
+local function await_controlplanes(ctx)
+  while true do
+    local all = true
+    for _, n in ipairs(ctx:nodes("controlplane")) do all = all and steps.ip(ctx, n) ~= nil end
+    if all then return end
+    sched.sleep(0.1)
+  end
+end
+
+--- The VMs, their DNS records and their Talos configs as one pipeline (the
+--- cluster flow's `vms` phase): each node is configured as soon as its VM
+--- runs, the first control plane is bootstrapped as soon as it has its
+--- config, and the records go in once every address is known.  The
+--- configs and bootstrap phases that follow then find nothing to do.  Plan
+--- mode reports the VMs only (the later phases report the rest in order).
+--- `o.extra` as for steps.vms.
+function M.machines(ctx, o)
+  o = require("tlr.opts").check("steps.machines", o, { extra = "function" })
+  if ctx.plan then return steps.vms(ctx, nil, { extra = o.extra }) end
+  local records = sched.spawn("dns", function()
+    while true do
+      local all = true
+      for _, n in ipairs(ctx.site.nodes) do all = all and steps.ip(ctx, n) ~= nil end
+      if all then break end
+      sched.sleep(0.1)
+    end
+    steps.dns(ctx)
   end)
+  local ok, err = pcall(steps.vms, ctx, nil, { extra = o.extra, then_each = function(n)
+    await_controlplanes(ctx)
+    configure(ctx, n, M.talosconfig(ctx))
+    if n.name == ctx.site.bootstrap then M.bootstrap(ctx) end
+  end })
+  if not ok then
+    records:cancel()
+    error(err, 0)
+  end
+  records:wait()
 end
 
 --- Bootstraps etcd on the first control plane (once, recorded).
@@ -175,7 +235,7 @@ function M.bootstrap(ctx)
   local n = ctx:node(ctx.site.bootstrap)
   local c = check("bootstrap", require("tlr.talos.client").connect(steps.ip(ctx, n),
     { talosconfig = M.talosconfig(ctx) }))
-  check("bootstrap " .. n.name, c:bootstrap { timeout = 600 })
+  check("bootstrap " .. n.name, c:bootstrap { timeout = 600, max_interval = 0.5 })
   ctx.inv.bootstrapped = true
   ctx:save()
 end

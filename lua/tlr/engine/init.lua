@@ -215,7 +215,7 @@ function M.phases()
   local step = M.steps
   return {
     { "image", step.image },
-    { "vms", step.vms },
+    { "vms", step.machines },
     { "dns", step.dns },
     { "configs", step.configs },
     { "bootstrap", step.bootstrap },

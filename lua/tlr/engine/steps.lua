@@ -106,13 +106,17 @@ end
 --- Proxmox config keys for a node's VM (PCI passthrough, say).
 function M.vms(ctx, nodes, o)
   nodes = nodes or ctx.site.nodes
-  o = require("tlr.opts").check("steps.vms", o, { extra = "function" })
+  o = require("tlr.opts").check("steps.vms", o, { extra = "function", then_each = "function" })
   if not ctx.images then M.image(ctx) end
   require("tlr.engine.lifecycle").retire_moved(ctx, nodes)
   ctx.restarts = ctx.restarts or {}
   local moving = {}
   for _, r in ipairs(ctx.retiring or {}) do if r.replace then moving[r.name] = true end end
-  ctx:each("vm", nodes, function(n)
+  -- control planes first: they head the chain (bootstrap, etcd) and queue first for storage slots
+  local ordered = {}
+  for _, n in ipairs(nodes) do if n.role == "controlplane" then ordered[#ordered + 1] = n end end
+  for _, n in ipairs(nodes) do if n.role ~= "controlplane" then ordered[#ordered + 1] = n end end
+  ctx:each("vm", ordered, function(n)
     if ctx.plan and moving[n.name] then return end -- the replace line says it all
     local pve = ctx:pve(n.host)
     local spec = vm_spec(ctx, n)
@@ -151,6 +155,7 @@ function M.vms(ctx, nodes, o)
     else
       inv.ip = n.ip
     end
+    if o.then_each then o.then_each(n) end
   end)
   ctx:save()
 end

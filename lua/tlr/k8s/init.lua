@@ -269,7 +269,7 @@ function Client:request(method, path, o)
     self.stats.retries = self.stats.retries + 1
     log.debug("k8s: retrying in %.1fs: %s", delay, msg)
     sched.sleep(type(wait) == "number" and wait or delay * (0.5 + math.random()))
-    delay = math.min(delay * 2, 5)
+    delay = math.min(delay * 2, 1) -- what it waits for (a webhook, a CRD) is seconds away, not minutes
   end
 end
 

@@ -242,31 +242,33 @@ local function create(pve, spec, dry_run)
   end
   params.boot = params.boot or "order=scsi0"
   if dry_run then return { action = "create", vmid = spec.vmid, params = params } end
+  local grow = disk.size and not (disk.image and not disk.image:match(":import/"))
+  local created = false
   local attempts = 0
   while true do
     local vmid, msg, code = pick_vmid(pve, spec.vmid)
     if not vmid then return nil, msg, code end
     params.vmid = vmid
     params.node = spec.node
+    -- one storage slot for the import and the resize that follows: a second
+    -- wait in the slot queue would put this VM behind every other create
     local st, m, c = M.with_storage(pve, spec.node, disk.storage, function()
-      return pve:run_task("POST", "/nodes/{node}/qemu", params, { timeout = 1800 })
+      local ok, cm, cc = pve:run_task("POST", "/nodes/{node}/qemu", params, { timeout = 1800 })
+      if not ok or not grow then return ok, cm, cc end
+      created = true -- a failed resize is finished by the next ensure (it grows disks)
+      return pve:run_task("PUT", "/nodes/{node}/qemu/{vmid}/resize",
+        { node = spec.node, vmid = vmid, disk = "scsi0", size = disk.size .. "G" })
     end)
     if st then
       spec.vmid = vmid
       break
     end
+    if created then return nil, m, c end
     attempts = attempts + 1
     -- lost a race for an allocated id: take the next one (never for a fixed id)
     if spec.fixed_vmid or not (m and m:find("already exists", 1, true)) or attempts > 10 then
       return nil, m, c
     end
-  end
-  if disk.size and not (disk.image and not disk.image:match(":import/")) then
-    local ok, m, c = M.with_storage(pve, spec.node, disk.storage, function()
-      return pve:run_task("PUT", "/nodes/{node}/qemu/{vmid}/resize",
-        { node = spec.node, vmid = spec.vmid, disk = "scsi0", size = disk.size .. "G" })
-    end)
-    if not ok then return nil, m, c end
   end
   return { action = "create", vmid = spec.vmid, node = spec.node, changes = {}, restart = false }
 end

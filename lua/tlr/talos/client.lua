@@ -164,7 +164,7 @@ end
 --- available yet", "time is not in sync") is retried until `timeout`;
 --- AlreadyExists counts as done.  Returns {done = true, already = bool}.
 function Client:bootstrap(o)
-  o = check("talos.bootstrap", o, { timeout = "number", interval = "number" })
+  o = check("talos.bootstrap", o, { timeout = "number", interval = "number", max_interval = "number" })
   local sched = require "tlr.sched"
   local deadline = sched.now() + (o.timeout or 600)
   local interval = o.interval or 0.5
@@ -181,7 +181,7 @@ function Client:bootstrap(o)
       return nil, msg .. string.format(" (still failing after %gs)", o.timeout or 600), "ETIMEDOUT", details
     end
     sched.sleep(interval)
-    interval = math.min(interval * 1.5, 5)
+    interval = math.min(interval * 1.5, o.max_interval or 5)
   end
 end
 
