@@ -162,7 +162,7 @@ end
 io.write("\nbench done: ", #results, " figures\n")
 
 -- the other benches print their own figures (see docs/bench.md)
-for _, name in ipairs { "talos_config", "dns", "k8s", "proxmox" } do
+for _, name in ipairs { "talos_config", "dns", "k8s", "proxmox", "bringup" } do
   io.write("\n== bench/", name, ".lua\n")
   io.flush()
   local ok, err = pcall(dofile, "bench/" .. name .. ".lua")
