@@ -695,7 +695,12 @@ describe("tlr.protobuf", function()
         assert.are.equal("message", T:type(m.request).kind)
         assert.are.equal("message", T:type(m.response).kind)
       end
-      assert.are.equal(13, n)
+      assert.are.equal(16, n)
+      local fields = {}
+      for _, f in ipairs(T:type("machine.EtcdForfeitLeadership").fields) do fields[f.name] = f.number end
+      assert.are.same({ metadata = 1, member = 2 }, fields)
+      assert.are.equal(1, T:type("machine.EtcdRemoveMemberByIDRequest").fields[1].number)
+      assert.are.equal("/machine.MachineService/EtcdLeaveCluster", talos.methods.EtcdLeaveCluster.path)
       assert.is_true(talos.methods.Kubeconfig.stream)
       assert.is_false(talos.methods.Version.stream)
     end)
