@@ -10,7 +10,7 @@
 -- Figures only: nothing is asserted.      build/tlr bench/bringup.lua
 -- Environment: TLR_BENCH_SHAPES (default "3+2,3+30"), TLR_BIN (default
 -- build/tlr), TLR_BENCH_KEEP=1 keeps the run's files (logs, events, site).
-package.path = "./tests/?.lua;" .. package.path
+package.path = "./tests/?.lua;./bench/?.lua;" .. package.path
 local L = require "lab_helper"
 local H = require "helper"
 local http = require "tlr.http"
@@ -29,15 +29,8 @@ local APPLY_GAP = 0.02 -- talos/node.js applyInMaintenance: the reply goes out, 
 -- request_latency, plus proxy_latency for the hosts pve1 forwards to
 local function pve_lat(pve, host) return pve.request_latency + (host ~= HOSTS[1] and pve.proxy_latency or 0) end
 
-local function report(name, value, unit, target)
-  io.write(fmt("%-52s %10.3f %-6s %s\n", name, value, unit, target or ""))
-  io.flush()
-end
-local function note(text)
-  io.write("  ", text, "\n")
-  io.flush()
-end
-local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local out = require "out"
+local report, note, quote = out.report, out.note, out.quote
 
 -- ---------- the lab ----------
 

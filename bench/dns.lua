@@ -11,7 +11,7 @@
 -- Uses the shared lab's BIND ($TLR_LAB_ENV or build/lab/env) when it runs,
 -- else starts a private one with tests/lab/bind/start.sh.
 -- TLR_BENCH_DNS_RECORDS (default 500) and TLR_BENCH_DNS_TASKS (50) scale it.
-package.path = "./tests/?.lua;" .. package.path
+package.path = "./tests/?.lua;./bench/?.lua;" .. package.path
 local L = require "lab_helper"
 local H = require "helper"
 local dns = require "tlr.dns"
@@ -21,12 +21,10 @@ local now = sched.now
 local N = math.tointeger(tonumber(os.getenv("TLR_BENCH_DNS_RECORDS") or "")) or 500
 local TASKS = math.tointeger(tonumber(os.getenv("TLR_BENCH_DNS_TASKS") or "")) or 50
 
-local function report(name, value, unit, target)
-  io.write(string.format("%-52s %10.3f %-6s %s\n", name, value, unit, target or ""))
-  io.flush()
-end
+local out = require "out"
+local report = out.report
 
-local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local quote = out.quote
 local function alive(pid) return pid and os.execute("kill -0 " .. pid .. " 2>/dev/null") == true end
 
 local env, own_dir

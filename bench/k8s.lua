@@ -15,7 +15,7 @@
 -- (the lab's duration profile, default test), KUBECTL (default kubectl),
 -- TLR_BENCH_K8S_KUBECONFIG (use this cluster instead of a lab),
 -- TLR_BENCH_K8S_DUMP=FILE (write one manifest there and stop).
-package.path = "./tests/?.lua;" .. package.path
+package.path = "./tests/?.lua;./bench/?.lua;" .. package.path
 local L = require "lab_helper"
 local H = require "helper"
 local k8s = require "tlr.k8s"
@@ -28,15 +28,8 @@ local PROFILE = os.getenv("TLR_BENCH_K8S_PROFILE") or "test"
 local KUBECTL = os.getenv("KUBECTL") or "kubectl"
 local BIN = os.getenv("TLR_BIN") or "build/tlr"
 
-local function report(name, value, unit, target)
-  io.write(fmt("%-52s %10.3f %-6s %s\n", name, value, unit, target or ""))
-  io.flush()
-end
-local function note(text)
-  io.write("  ", text, "\n")
-  io.flush()
-end
-local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local out = require "out"
+local report, note, quote = out.report, out.note, out.quote
 
 -- ---------- the manifest ----------
 

@@ -10,7 +10,7 @@
 -- Environment: TLR_BENCH_ANSIBLE = loop (default: the playbook as usually
 -- written, ~7 min), forks (one host per VM, ~2 min), both, or 0 (none);
 -- TLR_BENCH_VMS_PER_NODE (default 10) scales the run down for a quick try.
-package.path = "./tests/?.lua;" .. package.path
+package.path = "./tests/?.lua;./bench/?.lua;" .. package.path
 local L = require "lab_helper"
 local H = require "helper"
 local proxmox = require "tlr.proxmox"
@@ -31,17 +31,12 @@ if not ({ loop = 1, forks = 1, both = 1, none = 1, ["0"] = 1 })[WHICH] then
 end
 
 local figures = 0
-local function report(name, value, unit, target)
+local out = require "out"
+local note, quote = out.note, out.quote
+local function report(...)
   figures = figures + 1
-  io.write(string.format("%-52s %10.3f %-6s %s\n", name, value, unit, target or ""))
-  io.flush()
+  out.report(...)
 end
-local function note(text)
-  io.write("  ", text, "\n")
-  io.flush()
-end
-
-local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 local function write_file(path, text)
   local f = assert(io.open(path, "w"))
