@@ -310,11 +310,22 @@ describe("tlr.proxmox", function()
       assert.is_true(again.restart)
       local c = again.changes[1]
       assert.are.same({ "memory", "3072", "4096", true }, { c.key, tostring(c.old), tostring(c.new), c.pending })
+      -- a hard reset keeps the QEMU process: still pending
+      assert(pve:run_task("POST", "/nodes/{node}/qemu/{vmid}/status/reset", { node = "pve1", vmid = VMID }))
+      assert.is_true(assert(vm.ensure(pve, spec(name("tlr-cp-1"), { vmid = VMID, memory = 4096,
+        tags = { "talos", "tlr-test", "new" } }))).restart)
       assert(vm.stop(pve, "pve1", VMID))
       assert(vm.start(pve, "pve1", VMID))
       local after = assert(vm.ensure(pve, spec(name("tlr-cp-1"), { vmid = VMID, memory = 4096,
         tags = { "talos", "tlr-test", "new" } })))
       assert.are.equal("none", after.action)
+      -- setting the running value again drops a pending change instead of keeping a stale one
+      assert(vm.ensure(pve, spec(name("tlr-cp-1"), { vmid = VMID, memory = 5120, tags = { "talos", "tlr-test", "new" } })))
+      local back = assert(vm.ensure(pve, spec(name("tlr-cp-1"), { vmid = VMID, memory = 4096,
+        tags = { "talos", "tlr-test", "new" } })))
+      assert.is_false(back.restart)
+      local cfg2 = assert(pve:get("/nodes/{node}/qemu/{vmid}/config", { node = "pve1", vmid = VMID }))
+      assert.are.equal(4096, tonumber(cfg2.memory))
       assert(vm.stop(pve, "pve1", VMID))
     end)
 

@@ -305,6 +305,17 @@ function M.ensure(pve, spec, o)
     local cfg, m, c = pve:get("/nodes/{node}/qemu/{vmid}/config", { node = spec.node, vmid = spec.vmid })
     if not cfg then return nil, m, c end
     local want = M.config_params(spec)
+    -- a running VM keeps what it cannot hotplug as pending changes until a cold start;
+    -- the config read above shows them applied, /pending tells the running values apart
+    local running = found.status == "running"
+    local pending = {}
+    if running then
+      local rows, pm, pc = pve:get("/nodes/{node}/qemu/{vmid}/pending", { node = spec.node, vmid = spec.vmid })
+      if not rows then return nil, pm, pc end
+      pending = rows
+    end
+    local current = {}
+    for _, p in ipairs(pending) do current[p.key] = p.value end
     local changes, update, restart = {}, {}, false
     local keys = {}
     for k in pairs(MANAGED) do keys[#keys + 1] = k end
@@ -317,24 +328,18 @@ function M.ensure(pve, spec, o)
       if a ~= b and not (b == nil) then
         changes[#changes + 1] = { key = k, old = cfg[k], new = new }
         update[k] = new
-        restart = restart or MANAGED[k]
+        -- back to the running value needs no restart; anything else tlr restarts for
+        restart = restart or (MANAGED[k] ~= false and normalize(k, current[k]) ~= b)
       end
     end
     local want_gib = spec.disk.size
     local have_gib = disk_size_gib(cfg.scsi0)
     local grow = want_gib and have_gib and want_gib > have_gib + 0.01
     if grow then changes[#changes + 1] = { key = "scsi0.size", old = have_gib .. "G", new = want_gib .. "G" } end
-    -- a running VM keeps what it cannot hotplug as pending changes until a cold start;
-    -- the config read above already shows them, /pending tells them apart
-    local running = found.status == "running"
-    if running then
-      local pending, pm, pc = pve:get("/nodes/{node}/qemu/{vmid}/pending", { node = spec.node, vmid = spec.vmid })
-      if not pending then return nil, pm, pc end
-      for _, p in ipairs(pending) do
-        if (p.pending ~= nil or p.delete) and not update[p.key] then
-          changes[#changes + 1] = { key = p.key, old = p.value, new = p.delete and "(delete)" or p.pending, pending = true }
-          restart = true
-        end
+    for _, p in ipairs(pending) do
+      if (p.pending ~= nil or p.delete) and not update[p.key] then
+        changes[#changes + 1] = { key = p.key, old = p.value, new = p.delete and "(delete)" or p.pending, pending = true }
+        restart = true
       end
     end
     local result = { action = #changes > 0 and "update" or "none", vmid = spec.vmid, node = spec.node,

@@ -188,8 +188,12 @@ module.exports = (routes) => {
   });
   routes['POST /nodes/{node}/qemu/{vmid}/status/reset'] = (ctx) => powerTask(ctx, 'qmreset', async (t, vm) => {
     requireRunning(vm);
+    // a hard reset keeps the QEMU process: pending changes stay pending
+    const pending = vm.pending;
+    delete vm.pending;
     halt(ctx, vm, 'reset');
     await bootVm(ctx, { ...t, sleep: () => Promise.resolve() }, vm);
+    if (pending) vm.pending = pending;
   });
   routes['POST /nodes/{node}/qemu/{vmid}/status/suspend'] = (ctx) => powerTask(ctx, 'qmsuspend', async (t, vm) => {
     requireRunning(vm);
