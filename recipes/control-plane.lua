@@ -7,5 +7,6 @@ local step = engine.steps
 engine.open():run({
   { "image", step.image },
   { "vms", function(ctx) step.vms(ctx, ctx:nodes("controlplane")) end },
+  { "rollout", step.rollout },
   { "retire", function(ctx) step.retire_removed(ctx, "controlplane") end },
 }, function(ctx) step.teardown(ctx, ctx:nodes("controlplane")) end)

@@ -7,5 +7,6 @@ local step = engine.steps
 engine.open():run({
   { "image", step.image },
   { "vms", function(ctx) step.vms(ctx, ctx:nodes("worker")) end },
+  { "rollout", step.rollout },
   { "retire", function(ctx) step.retire_removed(ctx, "worker") end },
 }, function(ctx) step.retire_role(ctx, "worker") end)

@@ -12,13 +12,35 @@ local M = {}
 
 local SKIP_TOP = { apiVersion = true, kind = true, status = true, metadata = true, stringData = true }
 
+local SUFFIX = { Ki = 2 ^ 10, Mi = 2 ^ 20, Gi = 2 ^ 30, Ti = 2 ^ 40, Pi = 2 ^ 50, Ei = 2 ^ 60,
+  n = 1e-9, u = 1e-6, m = 1e-3, k = 1e3, M = 1e6, G = 1e9, T = 1e12, P = 1e15, E = 1e18 }
+
+-- A Kubernetes quantity as a number ("500m" 0.5, "1Gi" 2^30, "1e3"), or nil.
+local function quantity(v)
+  if type(v) == "number" then return v end
+  if type(v) ~= "string" then return nil end
+  local num, suffix = v:match("^([+-]?[%d.]+[eE]?[+-]?%d*)(%a*)$")
+  local n = num and tonumber(num)
+  if not n then return nil end
+  if suffix == "" then return n end
+  return SUFFIX[suffix] and n * SUFFIX[suffix] or nil
+end
+
+local function same_scalar(want, have)
+  if tostring(want) == tostring(have) then return true end
+  -- the API server writes quantities its own way ("1024Mi" as "1Gi", "0.5" as "500m")
+  local a, b = quantity(want), quantity(have)
+  return a ~= nil and b ~= nil and math.abs(a - b) <= 1e-9 * math.max(1, math.abs(a))
+end
+
 -- The first path where `want` is not found in `have`, or nil when it is all there.
 local function missing(want, have, path)
   if type(want) ~= "table" then
     if want == json.null then return nil end
-    if have == nil or tostring(want) ~= tostring(have) then return path end
+    if have == nil or not same_scalar(want, have) then return path end
     return nil
   end
+  if have == nil and next(want) == nil then return nil end -- [] and {} are left out by the server
   if type(have) ~= "table" then return path end
   if #want > 0 or json.is_array(want) then
     if #want ~= #have then return path end
@@ -89,10 +111,14 @@ function M.check(c, p, o)
     tasks[i] = sched.spawn(function()
       local obj = item.obj
       local md = obj.metadata or {}
-      local res = c:resource(obj.apiVersion, obj.kind)
+      local res, rmsg, rcode = c:resource(obj.apiVersion, obj.kind)
       local ns = res and res.namespaced and (md.namespace or item.ns) or nil
       local name = obj.kind .. " " .. (ns and (ns .. "/") or "") .. tostring(md.name)
-      if not res then found[i] = { object = name, why = "missing (its type is not served)" } return end
+      if not res then
+        if rcode ~= "ENOTFOUND" then error(rmsg, 0) end -- not a verdict: the run stops, names why
+        found[i] = { object = name, why = "missing (its type is not served)" }
+        return
+      end
       local live, gmsg, gcode = c:get(obj.apiVersion, obj.kind, md.name, { namespace = ns })
       if not live then
         if gcode == "ENOTFOUND" then found[i] = { object = name, why = "missing" } return end

@@ -151,18 +151,23 @@ end
 
 --- Applies each node's config: in maintenance mode when the node is new,
 --- through the authenticated API when the config changed; all nodes at once.
+-- Applies a node's config: in maintenance mode when the node is new; through
+-- the authenticated API when its config changed, one node at a time on a
+-- running cluster with a health gate after each (a change that reboots must
+-- not take every control plane down at once).
 local function configure(ctx, n, tc)
-    local client = require "tlr.talos.client"
-    local ip = steps.ip(ctx, n)
-    local yaml = render(ctx, n)
-    local hash = crypto.sha256(yaml, { hex = true })
-    local inv = ctx.inv.nodes[n.name] or {}
-    if inv.config_hash == hash then return end
-    if ctx.plan then
-      ctx:change(inv.config_hash and "update" or "create", "talos config " .. n.name,
-        inv.config_hash and { { "sha256", inv.config_hash:sub(1, 12), hash:sub(1, 12) } } or nil)
-      return
-    end
+  local client = require "tlr.talos.client"
+  local ip = steps.ip(ctx, n)
+  local yaml = render(ctx, n)
+  local hash = crypto.sha256(yaml, { hex = true })
+  local inv = ctx.inv.nodes[n.name] or {}
+  if inv.config_hash == hash then return end
+  local fields = inv.config_hash and { { "sha256", inv.config_hash:sub(1, 12), hash:sub(1, 12) } } or nil
+  if ctx.plan then
+    ctx:change(inv.config_hash and "update" or "create", "talos config " .. n.name, fields)
+    return
+  end
+  local function apply()
     if not inv.config_hash then
       -- a new node: wait for maintenance mode, then apply (it installs and reboots)
       apply_maintenance(ctx, n, ip, yaml, tc)
@@ -170,13 +175,23 @@ local function configure(ctx, n, tc)
     else
       local c = check("talos " .. n.name, client.connect(ip, { talosconfig = tc }))
       check("apply config " .. n.name, c:apply_configuration(yaml))
-      ctx:change("update", "talos config " .. n.name, { { "sha256", inv.config_hash:sub(1, 12), hash:sub(1, 12) } })
+      ctx:change("update", "talos config " .. n.name, fields)
     end
     inv.config_hash = hash
     ctx.inv.nodes[n.name] = inv
     ctx:save()
     local c = check("talos " .. n.name, client.connect(ip, { talosconfig = tc }))
     eventually("talos " .. n.name .. " secure API", function() return c:version() end)
+  end
+  if inv.config_hash and ctx.inv.bootstrapped then
+    ctx.config_updates = ctx.config_updates or sched.semaphore(1)
+    ctx.config_updates:with(function()
+      apply()
+      M.health(ctx)
+    end)
+  else
+    apply()
+  end
 end
 
 function M.configs(ctx, nodes)

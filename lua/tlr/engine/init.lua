@@ -143,10 +143,17 @@ function Ctx:each(what, items, fn)
   return sched.all(tasks)
 end
 
---- Saves the inventory (run and destroy only).
+--- Saves the inventory (run and destroy only).  A node without a VM
+--- (an entry a task only started) is not written.
 function Ctx:save()
   if self.plan then return true end
-  return M.check("state", self.state:save_inventory(self.inv))
+  local copy = {}
+  for k, v in pairs(self.inv) do copy[k] = v end
+  copy.nodes = {}
+  for name, n in pairs(self.inv.nodes or {}) do
+    if n.vmid or n.host then copy.nodes[name] = n end
+  end
+  return M.check("state", self.state:save_inventory(copy))
 end
 
 --- Prints the summary (phases with timings, changes) and releases the state.
@@ -181,8 +188,16 @@ end
 
 --- The Proxmox client for a host (one per endpoint, cached).
 function Ctx:pve(host)
-  local h = self.site.proxmox.hosts[host] or errors.raise("EINVAL", "unknown Proxmox host " .. host)
+  local h = self.site.proxmox.hosts[host] or errors.raise("EINVAL", "unknown Proxmox host " .. tostring(host))
   local key = h.connect.endpoint
+  if self.clients[key] then return self.clients[key] end
+  -- one client per endpoint even when tasks ask at once (a password login yields)
+  self.connecting = self.connecting or {}
+  self.connecting[key] = self.connecting[key] or sched.semaphore(1)
+  return self.connecting[key]:with(function() return self:connect_pve(h, key) end)
+end
+
+function Ctx:connect_pve(h, key)
   if not self.clients[key] then
     local conn = {}
     for k, v in pairs(h.connect) do conn[k] = v end

@@ -150,7 +150,7 @@ end
 local function etcd_peer(ctx, name)
   local last_msg, last_code = "no other control plane", "EUNREACHABLE"
   for _, n in ipairs(ctx:nodes("controlplane")) do
-    if n.name ~= name then
+    if n.name ~= name and steps().ip(ctx, n) then
       local c = talos(ctx, steps().ip(ctx, n))
       local members, msg, code = c and c:etcd_member_list()
       if members then return c, members end
@@ -210,19 +210,35 @@ local function wait_stopped(pve, host, vmid, timeout)
   end
 end
 
+-- The node's VM by its id, else by its name (/cluster/resources is cluster-wide,
+-- so any host's client finds it): the VM and the client of its host, or nil.
+function M.find_vm(ctx, r)
+  local host = r.host
+  if not (host and ctx.site.proxmox.hosts[host]) then host = next(ctx.site.proxmox.hosts) end
+  local pve = ctx:pve(host)
+  local found = r.vmid and check("vm " .. r.name, vm.find(pve, { vmid = r.vmid })) or nil
+  if not found or found.name ~= r.name then found = check("vm " .. r.name, vm.find(pve, { name = r.name })) end
+  if not found then return nil end
+  return found, ctx.site.proxmox.hosts[found.node] and ctx:pve(found.node) or pve
+end
+
 --- Takes one node out of the cluster and deletes its machine.
 function M.retire_one(ctx, r)
   local c = k8s(ctx)
   local inv = ctx.inv.nodes[r.name] or {}
+  local found, pve = M.find_vm(ctx, r)
+  local alive = found and found.status == "running"
   if c then
     check("cordon " .. r.name, M.cordon(c, r.name, true))
-    check("drain " .. r.name, M.drain(c, r.name))
+    -- a machine that is down cannot confirm its pods gone: they go with its Node
+    if alive then check("drain " .. r.name, M.drain(c, r.name)) end
     check("node " .. r.name, c:delete("v1", "Node", r.name, { wait = false }))
   end
-  if r.role == "controlplane" and ctx.inv.bootstrapped then M.leave_etcd(ctx, r) end
-  local pve = ctx:pve(r.host)
-  local found = check("vm " .. r.name, vm.find(pve, { vmid = r.vmid, name = r.name }))
-  if found and found.name == r.name then
+  if r.role == "controlplane" and ctx.inv.bootstrapped then
+    if not r.replace then cluster().health(ctx) end -- the others keep quorum without it
+    M.leave_etcd(ctx, r)
+  end
+  if found then
     if found.status == "running" and r.ip and inv.config_hash then
       -- wipe what Talos holds (keys, etcd data) before the disk goes; the node powers itself off
       local t = talos(ctx, r.ip, 10)
@@ -234,10 +250,14 @@ function M.retire_one(ctx, r)
   if c then check("node " .. r.name, c:delete("v1", "Node", r.name, { wait = false })) end
   if not r.replace then
     local zone = steps().zone(ctx)
-    if zone and ctx.site.dns.node_records then
-      check("dns", zone:delete({ { name = r.name, type = "A" } }))
-      local keep = {}
-      for _, set in ipairs(ctx.inv.dns or {}) do if set.name ~= r.name then keep[#keep + 1] = set end end
+    if zone then
+      -- the record sets tlr made for it (A and/or AAAA), as the inventory lists them
+      local keep, gone = {}, {}
+      for _, set in ipairs(ctx.inv.dns or {}) do
+        if set.name == r.name then gone[#gone + 1] = set else keep[#keep + 1] = set end
+      end
+      if #gone == 0 and ctx.site.dns.node_records then gone = { { name = r.name, type = "A" }, { name = r.name, type = "AAAA" } } end
+      if #gone > 0 then check("dns", zone:delete(gone)) end
       ctx.inv.dns = keep
     end
   end
@@ -272,10 +292,13 @@ function M.retire(ctx, list)
   end
   if ctx.plan or #list == 0 then return end
   ctx:each("retire", workers, function(r) M.retire_one(ctx, r) end)
+  local removed = false
   for _, r in ipairs(cps) do
     sched.spawn("retire " .. r.name, M.retire_one, ctx, r):wait()
+    removed = removed or not r.replace
   end
-  if #cps > 0 then cluster().health(ctx) end
+  -- (a moved control plane is checked once its new machine has joined, by the health phase)
+  if removed then cluster().health(ctx) end
 end
 
 --- The removals the site asks for (not the moves: those happen in the VM
@@ -308,8 +331,18 @@ function M.rollout(ctx)
   for _, n in ipairs(ctx.restarts or {}) do queued[n.name] = true end
   for _, n in ipairs(ctx.site.nodes) do if queued[n.name] then queue[#queue + 1] = n end end
   local c = k8s(ctx)
+  if ctx.plan then return end
+  -- first what a killed run's restart left cordoned (its node was restarted, or is queued again)
+  local function uncordon(name)
+    local inv = ctx.inv.nodes[name]
+    if c and inv and inv.cordoned then
+      check("uncordon " .. name, M.cordon(c, name, false))
+      inv.cordoned = nil
+      ctx:save()
+    end
+  end
+  for name in pairs(ctx.inv.nodes) do if ctx:node(name) and not queued[name] then uncordon(name) end end
   for _, n in ipairs(queue) do
-    if ctx.plan then break end
     sched.spawn("restart " .. n.name, function()
       local inv = ctx.inv.nodes[n.name]
       local pve = ctx:pve(n.host)
@@ -329,17 +362,8 @@ function M.rollout(ctx)
         sched.sleep(0.2)
       end
       cluster().health(ctx)
+      uncordon(n.name) -- before the next node is drained: its pods need somewhere to go
     end):wait()
-  end
-  -- uncordon what a restart (this run's or a killed one's) left cordoned
-  if c and not ctx.plan then
-    for name, inv in pairs(ctx.inv.nodes) do
-      if inv.cordoned and ctx:node(name) then
-        check("uncordon " .. name, M.cordon(c, name, false))
-        inv.cordoned = nil
-        ctx:save()
-      end
-    end
   end
 end
 

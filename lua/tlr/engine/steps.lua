@@ -67,23 +67,32 @@ end
 
 -- ========== VMs ==========
 
--- The node's vmid: an explicit one; else what its VM has (the inventory), so
--- ids derived from proxmox.vmid_base do not shift when the site's node list
--- does; else the derived id, or the next one no other node of the cluster holds.
-local function vmid_for(ctx, n)
-  local inv = node_inv(ctx, n.name)
-  if n.vmid and not n.vmid_derived then return n.vmid end
-  if inv.vmid then return inv.vmid end
-  if not n.vmid then return nil end
-  local held = {}
-  for name, other in pairs(ctx.inv.nodes) do if name ~= n.name and other.vmid then held[other.vmid] = true end end
-  for _, other in ipairs(ctx.site.nodes) do
-    if other.name ~= n.name and other.vmid and not other.vmid_derived then held[other.vmid] = true end
+-- The nodes' vmids, decided once per run in site order: an explicit one;
+-- else what its VM has (the inventory), so ids derived from
+-- proxmox.vmid_base do not shift when the site's node list does; else the
+-- derived id, or the next one no other node of the cluster holds or was given.
+local function vmids(ctx)
+  if ctx.vmids then return ctx.vmids end
+  local held, out = {}, {}
+  for _, inv in pairs(ctx.inv.nodes) do if inv.vmid then held[inv.vmid] = true end end
+  for _, n in ipairs(ctx.site.nodes) do
+    if n.vmid and not n.vmid_derived then held[n.vmid] = true end
   end
-  local id = n.vmid
-  while held[id] do id = id + 1 end
-  return id
+  for _, n in ipairs(ctx.site.nodes) do
+    local inv = ctx.inv.nodes[n.name] or {}
+    if n.vmid and not n.vmid_derived then out[n.name] = n.vmid
+    elseif inv.vmid then out[n.name] = inv.vmid
+    elseif n.vmid then
+      local id = n.vmid
+      while held[id] do id = id + 1 end
+      held[id], out[n.name] = true, id
+    end
+  end
+  ctx.vmids = out
+  return out
 end
+
+local function vmid_for(ctx, n) return vmids(ctx)[n.name] end
 
 local function vm_spec(ctx, n)
   local s = ctx.site
@@ -139,11 +148,18 @@ function M.vms(ctx, nodes, o)
     if rolling then ctx.restarts[#ctx.restarts + 1] = n end
     if ctx.plan then return end
     if res.action == "create" then
-      -- a new VM is a new machine: whatever the inventory says about the old one is void
-      inv.config_hash, inv.ip = nil, nil
-      if n.name == ctx.site.bootstrap then ctx.inv.bootstrapped, ctx.inv.apps_digest = nil, nil end
+      -- a new VM is a new machine: whatever the inventory says about the old one is void.
+      -- The cluster is new only when no other control plane holds etcd: otherwise the
+      -- node joins it (a second Bootstrap would start a second etcd).
+      inv.config_hash, inv.ip, inv.cordoned = nil, nil, nil
+      local others = false
+      for name, other in pairs(ctx.inv.nodes) do
+        others = others or (name ~= n.name and other.role == "controlplane" and other.config_hash ~= nil)
+      end
+      if not others then ctx.inv.bootstrapped, ctx.inv.apps_digest = nil, nil end
     end
     inv.vmid, inv.host, inv.mac, inv.role = res.vmid, n.host, n.mac, n.role
+    if res.action == "create" then ctx:save() end -- the machine is recorded before anything else can fail
     if res.restart and not rolling then
       engine_check("vm " .. n.name, vm.shutdown(pve, n.host, res.vmid, 120))
     end
@@ -151,7 +167,12 @@ function M.vms(ctx, nodes, o)
     if st.changed and res.action ~= "create" then ctx:change("update", "vm " .. n.name .. " power", { { "status", "stopped", "running" } }) end
     if n.dhcp then
       local ips = engine_check("vm " .. n.name .. " address", vm.wait_ip(pve, n.host, res.vmid, { timeout = 600 }))
-      inv.ip = ips.ipv4 and ips.ipv4[1] or (ips.ipv6 or {})[1]
+      -- a control plane holding the VIP reports it too: that is not the node's address
+      local vip = ctx.site.network.vip
+      local pick
+      for _, a in ipairs(ips.ipv4 or {}) do if not pick and a ~= vip then pick = a end end
+      for _, a in ipairs(ips.ipv6 or {}) do if not pick and a ~= vip then pick = a end end
+      inv.ip = pick
     else
       inv.ip = n.ip
     end
@@ -162,7 +183,7 @@ end
 
 --- The address of a node: the site's, or what the inventory learnt.
 function M.ip(ctx, n)
-  return n.ip or node_inv(ctx, n.name).ip
+  return n.ip or (ctx.inv.nodes[n.name] or {}).ip
 end
 
 -- ========== DNS ==========
@@ -247,31 +268,54 @@ end
 function M.teardown(ctx, nodes)
   local all = nodes == nil
   nodes = nodes or ctx.site.nodes
+  if all then -- and what the inventory still has that the site dropped
+    local listed = {}
+    for _, n in ipairs(nodes) do listed[n.name] = true end
+    local extra = {}
+    for name, inv in pairs(ctx.inv.nodes) do
+      if not listed[name] then extra[#extra + 1] = { name = name, role = inv.role, host = inv.host } end
+    end
+    if #extra > 0 then
+      local copy = {}
+      for _, n in ipairs(nodes) do copy[#copy + 1] = n end
+      for _, n in ipairs(extra) do copy[#copy + 1] = n end
+      nodes = copy
+    end
+  end
   local zone = M.zone(ctx)
   if zone then
-    local sets = {}
-    for _, n in ipairs(nodes) do
-      if ctx.site.dns.node_records then sets[#sets + 1] = { name = n.name, type = "A" } end
+    -- the sets tlr made (the inventory's list), and the ones the site implies
+    local sets, seen = {}, {}
+    local function add(name, type_)
+      if not seen[name .. " " .. type_] then seen[name .. " " .. type_] = true; sets[#sets + 1] = { name = name, type = type_ } end
     end
-    if all and ctx.site.dns.api_name then sets[#sets + 1] = { name = ctx.site.dns.api_name, type = "A" } end
+    local mine = {}
+    for _, n in ipairs(nodes) do mine[n.name] = true end
+    for _, set in ipairs(ctx.inv.dns or {}) do
+      if all or mine[set.name] then add(set.name, set.type) end
+    end
+    for _, n in ipairs(nodes) do
+      if ctx.site.dns.node_records then add(n.name, "A") end
+    end
+    if all and ctx.site.dns.api_name then add(ctx.site.dns.api_name, "A") end
     local res = engine_check("dns", zone:delete(sets, { dry_run = ctx.plan }))
     for _, r in ipairs(res.sets or {}) do
       if r.changed then ctx:change("delete", "dns " .. r.name .. " " .. r.type) end
     end
   end
   ctx:each("delete vm", nodes, function(n)
-    local pve = ctx:pve(n.host)
     local inv = ctx.inv.nodes[n.name] or {}
-    local found = engine_check("vm " .. n.name, vm.find(pve, { vmid = inv.vmid or n.vmid, name = n.name }))
-    if found and found.name == n.name then
+    local found, pve = require("tlr.engine.lifecycle").find_vm(ctx,
+      { name = n.name, host = n.host or inv.host, vmid = inv.vmid or n.vmid })
+    if found then
       ctx:change("delete", string.format("vm %s (%d on %s)", n.name, found.vmid, found.node))
       if not ctx.plan then
         if inv.config_hash and found.status == "running" and ctx.state:read("talosconfig") then
-          -- workers drain themselves (graceful); control planes all go, etcd with them.
+          -- workers drain themselves (graceful); control planes go at once, etcd with them.
           -- The node wipes its keys and powers off; the VM goes after that, or after 2 minutes.
           local c = require("tlr.talos.client").connect(M.ip(ctx, n), { talosconfig = ctx.state:read("talosconfig"),
             timeout = 15 })
-          if c and c:reset { graceful = n.role ~= "controlplane" or not all, reboot = false } then
+          if c and c:reset { graceful = n.role ~= "controlplane", reboot = false } then
             local deadline = sched.now() + 120
             while sched.now() < deadline do
               local st = pve:get("/nodes/{node}/qemu/{vmid}/status/current", { node = found.node, vmid = found.vmid })

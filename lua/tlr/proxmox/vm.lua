@@ -225,7 +225,12 @@ local function pick_vmid(pve, preferred)
   if preferred then return preferred end
   local id, msg, code = pve:get("/cluster/nextid")
   if not id then return nil, msg, code end
-  return math.tointeger(tonumber(id))
+  -- parallel creates all hear the same id: each takes one no other of this client was given
+  pve.given_vmids = pve.given_vmids or {}
+  id = math.tointeger(tonumber(id))
+  while pve.given_vmids[id] do id = id + 1 end
+  pve.given_vmids[id] = true
+  return id
 end
 
 local function create(pve, spec, dry_run)
@@ -291,6 +296,15 @@ function M.ensure(pve, spec, o)
   if found and found.name ~= spec.name then
     return nil, string.format("vmid %d is taken by VM '%s' on %s, not '%s'", found.vmid,
       tostring(found.name), found.node, spec.name), "EINVAL"
+  end
+  if not found and spec.vmid then
+    -- never a second VM of the same name (same MAC, same address) under another id
+    local named, nm, nc = M.find(pve, { name = spec.name })
+    if named == nil then return nil, nm, nc end
+    if named then
+      return nil, string.format("VM '%s' exists as %d on %s, not as %d: give it that vmid (or delete it)",
+        spec.name, named.vmid, named.node, spec.vmid), "EINVAL"
+    end
   end
   if not found then
     if spec.vmid then return M.with_vm(pve, spec.vmid, create, pve, spec, o.dry_run) end
