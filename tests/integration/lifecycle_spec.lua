@@ -148,6 +148,13 @@ describe("cluster lifecycle", function()
       end
     end
     assert.are.same({ "w1 vm.stopped", "w1 vm.started", "w2 vm.stopped", "w2 vm.started" }, order)
+    -- w1 is uncordoned before w2 is cordoned and drained (its pods need somewhere to go)
+    local patches = {}
+    for _, req in ipairs(lab:mutating()) do
+      local node = req:match("^k8s PATCH /api/v1/nodes/(w%d)$")
+      if node then patches[#patches + 1] = node end
+    end
+    assert.are.same({ "w1", "w1", "w2", "w2" }, patches)
     for _, name in ipairs { "w1", "w2" } do
       local node = assert(k8s():get("v1", "Node", name))
       assert.is_not_true(node.spec.unschedulable)
@@ -220,7 +227,24 @@ describe("cluster lifecycle", function()
     assert.matches("No changes%.", (lab:tlr("plan", "recipes/cluster.lua")))
   end)
 
+  it("gives two new nodes two ids when a removal frees one in between", function()
+    site(function(t)
+      t = without("w1")(t)
+      return (t:gsub('(\n    { name = "w2",[^\n]+\n)', '%1    { name = "w3", role = "worker", host = "pve3", ip = "'
+        .. ip(23) .. '" },\n    { name = "w4", role = "worker", host = "pve1", ip = "' .. ip(24) .. '" },\n'))
+    end)
+    local out, rc = lab:tlr("run", "recipes/cluster.lua")
+    assert.are.equal(0, rc, out)
+    local vms = lab:vms()
+    assert.is_nil(vms.w1)
+    assert.is_truthy(vms.w3 and vms.w4)
+    assert.are_not.equal(vms.w3.vmid, vms.w4.vmid)
+    assert.are_not.equal(vms.w2.vmid, vms.w3.vmid)
+    assert.matches("No changes%.", (lab:tlr("plan", "recipes/cluster.lua")))
+  end)
+
   it("destroys the workers alone the graceful way; the cluster stays", function()
+    site(function(t) return t end)
     lab:control("DELETE", "/log")
     local out, rc = lab:tlr("destroy", "recipes/worker.lua")
     assert.are.equal(0, rc, out)

@@ -216,8 +216,13 @@ function M.find_vm(ctx, r)
   local host = r.host
   if not (host and ctx.site.proxmox.hosts[host]) then host = next(ctx.site.proxmox.hosts) end
   local pve = ctx:pve(host)
-  local found = r.vmid and check("vm " .. r.name, vm.find(pve, { vmid = r.vmid })) or nil
-  if not found or found.name ~= r.name then found = check("vm " .. r.name, vm.find(pve, { name = r.name })) end
+  local function lookup(by)
+    local v, msg, code = vm.find(pve, by)
+    if v == nil then check("vm " .. r.name, nil, msg, code) end
+    return v -- false: no such VM
+  end
+  local found = r.vmid and lookup { vmid = r.vmid } or nil
+  if not found or found.name ~= r.name then found = lookup { name = r.name } end
   if not found then return nil end
   return found, ctx.site.proxmox.hosts[found.node] and ctx:pve(found.node) or pve
 end
