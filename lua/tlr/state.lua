@@ -23,6 +23,7 @@ M.FILES = {
   talosconfig = "talosconfig",
   kubeconfig = "kubeconfig",
   inventory = "inventory.json",
+  argocd = "argocd-install.yaml", -- Argo CD's manifest as installed (not secret)
 }
 
 --- Opens (creating it 0700 if needed) the state directory and, unless
@@ -60,14 +61,14 @@ function State:read(name)
   end
   local text, msg, code = fs.read(path)
   if not text then return nil, msg, code end
-  if name ~= "inventory" then log.secret(text) end
+  if name ~= "inventory" and name ~= "argocd" then log.secret(text) end
   return text
 end
 
 --- Writes a state file atomically with mode 0600.
 function State:write(name, text)
   if type(text) ~= "string" then error("state:write: text expected", 2) end
-  if name ~= "inventory" then log.secret(text) end
+  if name ~= "inventory" and name ~= "argocd" then log.secret(text) end
   return fs.write(self:path(name), text, { mode = 384 }) -- 0600
 end
 

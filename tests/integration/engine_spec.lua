@@ -52,6 +52,8 @@ describe("engine and recipes", function()
     local mode = H.capture("stat -c %a " .. quote(dir .. "/state/kubeconfig"))
     assert.matches("^600", mode)
     assert.matches("certificate%-authority%-data", H.read(dir .. "/state/kubeconfig"))
+    -- Argo CD's manifest as installed, for the drift check of idle runs (no download then)
+    assert.are.equal(H.read("tests/fixtures/argocd/install.yaml"), H.read(dir .. "/state/argocd-install.yaml"))
   end)
 
   it("prints state files for scripts with tlr output", function()

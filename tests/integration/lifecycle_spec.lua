@@ -263,3 +263,29 @@ describe("cluster lifecycle", function()
     assert.not_matches("create vm cp", plan)
   end)
 end)
+
+describe("a DHCP site", function()
+  local lab
+  setup(function()
+    lab = SL.start()
+    lab:edit_site(function(t)
+      return (t:gsub('(role = "%a+", host = "pve%d", )ip = "[%d.]+"', '%1ip = "dhcp"')
+        :gsub('cidr = "([%d.]+)%.0%.0/24"', 'cidr = "%1.0.0/16"'))
+    end)
+  end)
+  teardown(function() if lab then lab:stop() end end)
+
+  it("learns the addresses from the guest agent, registers them and converges", function()
+    local out, rc = lab:tlr("run", "recipes/cluster.lua")
+    assert.are.equal(0, rc, out)
+    local inv = require("tlr.json").decode(H.read(lab.dir .. "/state/inventory.json"))
+    local prefix = lab.net:gsub("%.", "%%.") .. "%.1%.%d+$" -- the lab's DHCP pool
+    for _, name in ipairs { "cp1", "cp2", "cp3", "w1", "w2" } do
+      local addr = inv.nodes[name].ip
+      assert.matches(prefix, addr)
+      assert.are.equal(addr .. "\n", lab:dig(name .. ".lab.test"))
+    end
+    assert.matches("cp1%s+Ready", out)
+    assert.matches("No changes%.", (lab:tlr("plan", "recipes/cluster.lua")))
+  end)
+end)

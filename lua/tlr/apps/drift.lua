@@ -85,7 +85,8 @@ local function objects_of(p, o)
     local ns = ph.apply and ph.apply.namespace
     for _, obj in ipairs(ph.objects) do list[#list + 1] = { obj = obj, ns = ns } end
     if ph.name == "argocd" and not o.skip_manifest then
-      local text, msg, code = argocd.fetch(p.manifest, { timeout = o.timeout })
+      local text, msg, code = o.manifest, nil, nil
+      if not text then text, msg, code = argocd.fetch(p.manifest, { timeout = o.timeout }) end
       if not text then return nil, msg, code end
       local objs
       objs, msg, code = argocd.objects(text)
@@ -100,7 +101,7 @@ end
 --- {{object = "Kind ns/name", why = "missing" | "field path"}...}.
 ---@param c table tlr.k8s client
 ---@param p table from tlr.apps.plan
----@param o? {timeout?: number, skip_manifest?: boolean}
+---@param o? {timeout?: number, skip_manifest?: boolean, manifest?: string} manifest: the install.yaml text as installed (else fetched)
 function M.check(c, p, o)
   o = o or {}
   local list, msg, code = objects_of(p, o)

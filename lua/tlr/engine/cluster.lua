@@ -360,19 +360,25 @@ function M.apps(ctx)
   local apps = require "tlr.apps"
   local p = M.apps_plan(ctx)
   local digest = plan_digest(p)
-  if digest and ctx.inv.apps_digest == digest then
-    local c = M.k8s(ctx)
-    local drifted = check("apps drift", require("tlr.apps.drift").check(c, p))
+  local c = digest and ctx.inv.apps_digest == digest and M.k8s(ctx)
+  if c then
+    -- Argo CD's manifest as installed (kept in the state: no download on an idle run)
+    local drifted = check("apps drift", require("tlr.apps.drift").check(c, p,
+      { manifest = ctx.state:read("argocd") }))
     if #drifted == 0 then return end
     for _, d in ipairs(drifted) do ctx:change("update", "app object " .. d.object .. " (drifted: " .. d.why .. ")") end
+  elseif digest and ctx.inv.apps_digest == digest then
+    ctx:change("update", "apps (no kubeconfig yet: applied again to be sure)")
   else
     local action = ctx.inv.apps_digest and "update" or "create"
     ctx:change(action, "apps (Argo CD and Applications)", action == "update" and
       { { "digest", ctx.inv.apps_digest:sub(1, 12), digest and digest:sub(1, 12) or "?" } } or nil)
   end
   if ctx.plan then return end
-  local c = M.k8s(ctx)
-  check("apps", apps.install(c, p, { timeout = 900 }))
+  c = M.k8s(ctx)
+  local manifest = check("apps", require("tlr.apps.argocd").fetch(p.manifest, { timeout = 120 }))
+  check("apps", apps.install(c, p, { timeout = 900, manifest = manifest }))
+  check("apps", ctx.state:write("argocd", manifest))
   ctx.inv.apps_digest = digest
   ctx:save()
 end

@@ -360,6 +360,10 @@ function M.rollout(ctx)
       end
       check("vm " .. n.name, vm.shutdown(pve, n.host, inv.vmid, 120))
       check("vm " .. n.name, vm.start(pve, n.host, inv.vmid))
+      if n.dhcp then -- the lease may have changed across the power cycle
+        inv.ip = steps().learn_ip(ctx, n, pve, inv.vmid)
+        ctx:save()
+      end
       local t = talos(ctx, steps().ip(ctx, n))
       local deadline = sched.now() + 600
       while not (t and t:version()) do

@@ -166,19 +166,24 @@ function M.vms(ctx, nodes, o)
     local st = engine_check("vm " .. n.name, vm.start(pve, n.host, res.vmid))
     if st.changed and res.action ~= "create" then ctx:change("update", "vm " .. n.name .. " power", { { "status", "stopped", "running" } }) end
     if n.dhcp then
-      local ips = engine_check("vm " .. n.name .. " address", vm.wait_ip(pve, n.host, res.vmid, { timeout = 600 }))
-      -- a control plane holding the VIP reports it too: that is not the node's address
-      local vip = ctx.site.network.vip
-      local pick
-      for _, a in ipairs(ips.ipv4 or {}) do if not pick and a ~= vip then pick = a end end
-      for _, a in ipairs(ips.ipv6 or {}) do if not pick and a ~= vip then pick = a end end
-      inv.ip = pick
+      inv.ip = M.learn_ip(ctx, n, pve, res.vmid)
     else
       inv.ip = n.ip
     end
     if o.then_each then o.then_each(n) end
   end)
   ctx:save()
+end
+
+--- A DHCP node's address from the guest agent (a control plane holding the
+--- VIP reports that too: it is not the node's own).
+function M.learn_ip(ctx, n, pve, vmid)
+  local ips = engine_check("vm " .. n.name .. " address", vm.wait_ip(pve, n.host, vmid, { timeout = 600 }))
+  local vip = ctx.site.network.vip
+  for _, family in ipairs { ips.ipv4 or {}, ips.ipv6 or {} } do
+    for _, a in ipairs(family) do if a ~= vip then return a end end
+  end
+  return nil
 end
 
 --- The address of a node: the site's, or what the inventory learnt.
