@@ -9,18 +9,10 @@ local function check(...) return require("tlr.engine").check(...) end
 
 local M = {}
 
--- Runs fn once per run however many tasks ask at the same time: making keys
--- yields (RSA runs on the worker pool), and two bundles would be two clusters.
-local function once(ctx, key, fn)
-  ctx.once = ctx.once or {}
-  ctx.once[key] = ctx.once[key] or sched.semaphore(1)
-  return ctx.once[key]:with(fn)
-end
-
---- The secrets bundle (made once; in plan mode made in memory only).
+--- The secrets bundle (made once; in plan mode made in memory only).  Two
+--- tasks asking at once get the same one: two bundles would be two clusters.
 function M.secrets(ctx)
-  if ctx.bundle then return ctx.bundle end
-  return once(ctx, "secrets", function() return ctx.bundle or M.make_secrets(ctx) end)
+  return ctx.bundle or ctx:once("secrets", function() return ctx.bundle or M.make_secrets(ctx) end)
 end
 
 function M.make_secrets(ctx)
@@ -73,8 +65,7 @@ end
 --- The talosconfig, written to the state dir when it differs; its
 --- endpoints follow the control planes (added, removed, DHCP addresses).
 function M.talosconfig(ctx)
-  if ctx.talosconfig then return ctx.talosconfig end
-  return once(ctx, "talosconfig", function() return ctx.talosconfig or M.make_talosconfig(ctx) end)
+  return ctx.talosconfig or ctx:once("talosconfig", function() return ctx.talosconfig or M.make_talosconfig(ctx) end)
 end
 
 function M.make_talosconfig(ctx)
@@ -200,12 +191,12 @@ function M.configs(ctx, nodes)
   ctx:each("config", nodes, function(n) configure(ctx, n, tc) end)
 end
 
--- Waits until every control plane has an address (DHCP ones learn it from
--- their VM), so the talosconfig knows its endpoints.
-local function await_controlplanes(ctx)
+-- Waits until every node of `nodes` has an address (DHCP ones learn it from
+-- their VM as its task goes on).
+local function await_addresses(ctx, nodes)
   while true do
     local all = true
-    for _, n in ipairs(ctx:nodes("controlplane")) do all = all and steps.ip(ctx, n) ~= nil end
+    for _, n in ipairs(nodes) do all = all and steps.ip(ctx, n) ~= nil end
     if all then return end
     sched.sleep(0.1)
   end
@@ -222,16 +213,11 @@ function M.machines(ctx, o)
   o = require("tlr.opts").check("steps.machines", o, { extra = "function" })
   if ctx.plan then return steps.vms(ctx, nil, { extra = o.extra }) end
   local records = sched.spawn("dns", function()
-    while true do
-      local all = true
-      for _, n in ipairs(ctx.site.nodes) do all = all and steps.ip(ctx, n) ~= nil end
-      if all then break end
-      sched.sleep(0.1)
-    end
+    await_addresses(ctx, ctx.site.nodes)
     steps.dns(ctx)
   end)
   local ok, err = pcall(steps.vms, ctx, nil, { extra = o.extra, then_each = function(n)
-    await_controlplanes(ctx)
+    await_addresses(ctx, ctx:nodes("controlplane")) -- the talosconfig's endpoints
     configure(ctx, n, M.talosconfig(ctx))
     if n.name == ctx.site.bootstrap then M.bootstrap(ctx) end
   end })

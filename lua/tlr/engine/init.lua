@@ -143,17 +143,10 @@ function Ctx:each(what, items, fn)
   return sched.all(tasks)
 end
 
---- Saves the inventory (run and destroy only).  A node without a VM
---- (an entry a task only started) is not written.
+--- Saves the inventory (run and destroy only).
 function Ctx:save()
   if self.plan then return true end
-  local copy = {}
-  for k, v in pairs(self.inv) do copy[k] = v end
-  copy.nodes = {}
-  for name, n in pairs(self.inv.nodes or {}) do
-    if n.vmid or n.host then copy.nodes[name] = n end
-  end
-  return M.check("state", self.state:save_inventory(copy))
+  return M.check("state", self.state:save_inventory(self.inv))
 end
 
 --- Prints the summary (phases with timings, changes) and releases the state.
@@ -186,15 +179,20 @@ function Ctx:restart(n)
   self.restarts[#self.restarts + 1] = n
 end
 
+--- Runs fn once at a time per key however many tasks ask together (what it
+--- makes yields: keys generated on the worker pool, a login); fn checks
+--- whether an earlier caller made it already.
+function Ctx:once(key, fn)
+  self.flights = self.flights or {}
+  self.flights[key] = self.flights[key] or sched.semaphore(1)
+  return self.flights[key]:with(fn)
+end
+
 --- The Proxmox client for a host (one per endpoint, cached).
 function Ctx:pve(host)
   local h = self.site.proxmox.hosts[host] or errors.raise("EINVAL", "unknown Proxmox host " .. tostring(host))
   local key = h.connect.endpoint
-  if self.clients[key] then return self.clients[key] end
-  -- one client per endpoint even when tasks ask at once (a password login yields)
-  self.connecting = self.connecting or {}
-  self.connecting[key] = self.connecting[key] or sched.semaphore(1)
-  return self.connecting[key]:with(function() return self:connect_pve(h, key) end)
+  return self.clients[key] or self:once("pve " .. key, function() return self:connect_pve(h, key) end)
 end
 
 function Ctx:connect_pve(h, key)

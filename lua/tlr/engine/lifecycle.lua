@@ -201,28 +201,15 @@ end
 
 -- ========== retiring ==========
 
-local function wait_stopped(pve, host, vmid, timeout)
-  local deadline = sched.now() + timeout
-  while sched.now() < deadline do
-    local st = pve:get("/nodes/{node}/qemu/{vmid}/status/current", { node = host, vmid = vmid })
-    if not st or st.status == "stopped" then return end
-    sched.sleep(0.5)
-  end
-end
-
 -- The node's VM by its id, else by its name (/cluster/resources is cluster-wide,
 -- so any host's client finds it): the VM and the client of its host, or nil.
 function M.find_vm(ctx, r)
   local host = r.host
   if not (host and ctx.site.proxmox.hosts[host]) then host = next(ctx.site.proxmox.hosts) end
   local pve = ctx:pve(host)
-  local function lookup(by)
-    local v, msg, code = vm.find(pve, by)
-    if v == nil then check("vm " .. r.name, nil, msg, code) end
-    return v -- false: no such VM
-  end
-  local found = r.vmid and lookup { vmid = r.vmid } or nil
-  if not found or found.name ~= r.name then found = lookup { name = r.name } end
+  local by_id, by_name, code = vm.lookup(pve, r.vmid, r.name)
+  if by_id == nil then check("vm " .. r.name, nil, by_name, code) end
+  local found = by_id and by_id.name == r.name and by_id or by_name
   if not found then return nil end
   return found, ctx.site.proxmox.hosts[found.node] and ctx:pve(found.node) or pve
 end
@@ -247,7 +234,7 @@ function M.retire_one(ctx, r)
     if found.status == "running" and r.ip and inv.config_hash then
       -- wipe what Talos holds (keys, etcd data) before the disk goes; the node powers itself off
       local t = talos(ctx, r.ip, 10)
-      if t and t:reset { graceful = false, reboot = false } then wait_stopped(pve, found.node, found.vmid, 180) end
+      if t and t:reset { graceful = false, reboot = false } then vm.wait_stopped(pve, found.node, found.vmid, 180) end
     end
     check("vm " .. r.name, vm.delete(pve, found.node, found.vmid))
   end

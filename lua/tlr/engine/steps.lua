@@ -7,11 +7,6 @@ local vm = require "tlr.proxmox.vm"
 
 local M = {}
 
-local function node_inv(ctx, name)
-  ctx.inv.nodes[name] = ctx.inv.nodes[name] or {}
-  return ctx.inv.nodes[name]
-end
-
 local function pve_version(pve)
   local v = engine_check("proxmox version", pve:get("/version"))
   local major, minor = tostring(v.version or v.release or "9.0"):match("^(%d+)%.(%d+)")
@@ -138,7 +133,7 @@ function M.vms(ctx, nodes, o)
       ctx:change("create", string.format("vm %s (%s, %d cores, %d MiB, %d GiB%s)", n.name, n.host,
         n.cores, n.memory, n.disk, table.concat(extra)))
     end
-    local inv = node_inv(ctx, n.name)
+    local inv = ctx.inv.nodes[n.name] or {} -- recorded below once there is a VM to record
     -- a change that waits for a cold start, on a node of a running cluster: one node at a time later
     local rolling = res.restart and inv.config_hash and ctx.inv.bootstrapped
     if res.action == "update" then
@@ -159,6 +154,7 @@ function M.vms(ctx, nodes, o)
       if not others then ctx.inv.bootstrapped, ctx.inv.apps_digest = nil, nil end
     end
     inv.vmid, inv.host, inv.mac, inv.role = res.vmid, n.host, n.mac, n.role
+    ctx.inv.nodes[n.name] = inv
     if res.action == "create" then ctx:save() end -- the machine is recorded before anything else can fail
     if res.restart and not rolling then
       engine_check("vm " .. n.name, vm.shutdown(pve, n.host, res.vmid, 120))
@@ -321,12 +317,7 @@ function M.teardown(ctx, nodes)
           local c = require("tlr.talos.client").connect(M.ip(ctx, n), { talosconfig = ctx.state:read("talosconfig"),
             timeout = 15 })
           if c and c:reset { graceful = n.role ~= "controlplane", reboot = false } then
-            local deadline = sched.now() + 120
-            while sched.now() < deadline do
-              local st = pve:get("/nodes/{node}/qemu/{vmid}/status/current", { node = found.node, vmid = found.vmid })
-              if not st or st.status == "stopped" then break end
-              sched.sleep(0.25)
-            end
+            vm.wait_stopped(pve, found.node, found.vmid, 120)
           end
         end
         engine_check("vm " .. n.name, vm.delete(pve, found.node, found.vmid))

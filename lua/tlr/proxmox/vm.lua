@@ -207,14 +207,36 @@ local function disk_size_gib(value)
   return n * factor
 end
 
---- Finds a VM by id or name in /cluster/resources: {vmid, node, name, status, lock} or nil.
-function M.find(pve, o)
+--- Finds VMs in one read of /cluster/resources: the one with id `vmid` and
+--- the (first) one named `name`, each {vmid, node, name, status, lock} or false.
+function M.lookup(pve, vmid, name)
   local list, msg, code = pve:get("/cluster/resources", { type = "vm" })
   if not list then return nil, msg, code end
+  local by_id, by_name = false, false
   for _, r in ipairs(list) do
-    if r.type == "qemu" and ((o.vmid and r.vmid == o.vmid) or (not o.vmid and o.name and r.name == o.name)) then
-      return r
+    if r.type == "qemu" then
+      if vmid and r.vmid == vmid then by_id = r end
+      if name and r.name == name and not by_name then by_name = r end
     end
+  end
+  return by_id, by_name
+end
+
+--- Finds a VM by id, or by name when no id is given: the VM, false, or nil, msg, code.
+function M.find(pve, o)
+  local by_id, by_name, code = M.lookup(pve, o.vmid, not o.vmid and o.name or nil)
+  if by_id == nil then return nil, by_name, code end
+  if o.vmid then return by_id end
+  return by_name
+end
+
+--- Waits until the VM is stopped (or gone), for at most `timeout` seconds.
+function M.wait_stopped(pve, node, vmid, timeout)
+  local deadline = sched.now() + timeout
+  while sched.now() < deadline do
+    local st = pve:get("/nodes/{node}/qemu/{vmid}/status/current", { node = node, vmid = vmid })
+    if not st or st.status == "stopped" then return true end
+    sched.sleep(0.25)
   end
   return false
 end
@@ -291,16 +313,15 @@ function M.ensure(pve, spec, o)
   end
   spec.mac = spec.mac or mac_for(spec.name)
   spec.fixed_vmid = spec.vmid ~= nil
-  local found, msg, code = M.find(pve, { vmid = spec.vmid, name = spec.name })
-  if found == nil then return nil, msg, code end
+  local found, named, code = M.lookup(pve, spec.vmid, spec.name)
+  if found == nil then return nil, named, code end
+  if not spec.vmid then found = named end
   if found and found.name ~= spec.name then
     return nil, string.format("vmid %d is taken by VM '%s' on %s, not '%s'", found.vmid,
       tostring(found.name), found.node, spec.name), "EINVAL"
   end
   if not found and spec.vmid then
     -- never a second VM of the same name (same MAC, same address) under another id
-    local named, nm, nc = M.find(pve, { name = spec.name })
-    if named == nil then return nil, nm, nc end
     if named then
       return nil, string.format("VM '%s' exists as %d on %s, not as %d: give it that vmid (or delete it)",
         spec.name, named.vmid, named.node, spec.vmid), "EINVAL"

@@ -33,7 +33,7 @@ local KUBERNETES = { [8] = "1.31.4", [9] = "1.32.4", [10] = "1.33.6", [11] = "1.
 --- certSANs and disablePodSecurityPolicy (up to 1.11)
 ---@field grub_uki_cmdline boolean install.grubUseUKICmdline (1.12 on)
 ---@field hostname_doc boolean a HostnameConfig document (1.12 on)
----@field network_stub boolean an empty machine.network (up to 1.12)
+---@field empty_network boolean an empty machine.network (up to 1.12)
 
 --- Parses a Talos version ("v1.11.6", "1.12") into its version contract;
 --- only 1.8 through 1.13 are supported.
@@ -56,7 +56,7 @@ function M.contract(version)
     legacy_features = minor <= 11,
     grub_uki_cmdline = minor >= 12,
     hostname_doc = minor >= 12,
-    network_stub = minor <= 12,
+    empty_network = minor <= 12,
   }
 end
 
@@ -152,7 +152,7 @@ local function machine_section(c, role, con, k8s)
     features = { diskQuotaSupport = true, kubePrism = { enabled = true, port = 7445 },
       hostDNS = { enabled = true, forwardKubeDNSToHost = true } },
   }
-  if con.network_stub then m.network = {} end
+  if con.empty_network then m.network = {} end
   if con.grub_uki_cmdline then m.install.grubUseUKICmdline = true end
   if con.legacy_features then
     m.features.rbac, m.features.stableHostname, m.features.apidCheckExtKeyUsage = true, true, true
